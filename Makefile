@@ -1,0 +1,48 @@
+# spinnet_lite: one entry point for set-up, the main job, the tests and the benchmarks.
+#   make run     set up .venv and execute every notebook headless into output/
+#   make test    set up .venv and run the test suite (unit tests + every notebook in quick mode)
+# PyTorch: TORCH_SPEC picks the build. The default pins torch==2.13.0; on Linux PyPI serves a CUDA
+# build for it, so for a CPU-only build use
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+export TQDM_DISABLE ?= 1
+
+.PHONY: setup run test test-fast benchmark evaluate train-lite clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
+	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (spinnet_lite)" >/dev/null
+	touch $@
+
+run: setup
+	$(PY) tools/run_notebooks.py --output output
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not notebook"
+
+benchmark: setup
+	$(PY) benchmarks/simulate_speed.py
+	$(PY) benchmarks/speed.py
+
+evaluate: setup
+	$(PY) benchmarks/evaluate.py --method xst,spinnet
+
+# Reproduce the bundled weights (about 2 hours on a 2-core CPU), then evaluate and bundle them.
+train-lite: setup
+	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 112 --lr 4e-4 --threads 2 --workers 1
+	$(PY) tools/bundle_weights.py runs/lite
+
+clean:
+	rm -rf output .pytest_cache

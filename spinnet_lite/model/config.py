@@ -1,0 +1,104 @@
+"""Configuration of a SPINNet: a small dataclass saved inside every checkpoint.
+
+Presets (:func:`get_config`):
+
+* ``"full"``: the seed's network, pyramid 16-32-64-96-128, heads 128-128-96-64-32, N = 4;
+* ``"lite"`` (default): every part kept, narrower (pyramid 8-16-32-48-64, heads 48-48-32-32-16, N = 3);
+* ``"tiny"``: a few thousand parameters, for tests and quick notebooks.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SPINNetConfig:
+    """Architecture of a SPINNet.
+
+    Attributes:
+        name: preset name (informative; part of the equality check on loading).
+        pyramid_channels: feature channels of pyramid levels 2..6 (5 values).
+        estimator_widths: the five widths of every head's body.
+        search_range: ``N``; the cost volume has ``(2N + 1)**2`` channels.
+        last_level: finest level estimated (2; 3 for the fast variant, which then has no level-2 heads).
+        refiners: whether the network has PhaseRefiner and TRefiner.
+        first_level: coarsest level, where the estimation starts (6).
+    """
+
+    name: str = "lite"
+    pyramid_channels: tuple = (8, 16, 32, 48, 64)
+    estimator_widths: tuple = (48, 48, 32, 32, 16)
+    search_range: int = 3
+    last_level: int = 2
+    refiners: bool = True
+    first_level: int = 6
+
+    def __post_init__(self):
+        pyramid = tuple(int(c) for c in self.pyramid_channels)
+        widths = tuple(int(c) for c in self.estimator_widths)
+        object.__setattr__(self, "pyramid_channels", pyramid)
+        object.__setattr__(self, "estimator_widths", widths)
+        if len(pyramid) != 5 or min(pyramid) < 1:
+            raise ValueError(f"pyramid_channels: expected 5 positive ints (levels 2..6), got {pyramid}")
+        if len(widths) != 5 or min(widths) < 1:
+            raise ValueError(f"estimator_widths: expected 5 positive ints, got {widths}")
+        if int(self.search_range) < 1:
+            raise ValueError(f"search_range: expected an int >= 1, got {self.search_range}")
+        if not 2 <= int(self.first_level) <= 6:
+            raise ValueError(f"first_level: expected 2..6, got {self.first_level}")
+        if not 2 <= int(self.last_level) <= int(self.first_level):
+            raise ValueError(f"last_level: expected 2..first_level ({self.first_level}), got {self.last_level}")
+        object.__setattr__(self, "search_range", int(self.search_range))
+        object.__setattr__(self, "first_level", int(self.first_level))
+        object.__setattr__(self, "last_level", int(self.last_level))
+        object.__setattr__(self, "refiners", bool(self.refiners))
+        object.__setattr__(self, "name", str(self.name))
+
+    @property
+    def levels(self) -> list[int]:
+        """Levels with heads, coarse to fine (``[6, 5, 4, 3, 2]`` by default)."""
+        return list(range(self.first_level, self.last_level - 1, -1))
+
+    def to_dict(self) -> dict:
+        """Plain dict (str, int, bool, lists) for checkpoints and JSON."""
+        out = dataclasses.asdict(self)
+        out["pyramid_channels"] = list(self.pyramid_channels)
+        out["estimator_widths"] = list(self.estimator_widths)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SPINNetConfig":
+        """Inverse of :meth:`to_dict`. Unknown keys are a ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"SPINNetConfig.from_dict: expected a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"SPINNetConfig.from_dict: unknown keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "SPINNetConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    "full": SPINNetConfig("full", (16, 32, 64, 96, 128), (128, 128, 96, 64, 32), 4, 2, True),
+    "lite": SPINNetConfig("lite", (8, 16, 32, 48, 64), (48, 48, 32, 32, 16), 3, 2, True),
+    "tiny": SPINNetConfig("tiny", (4, 8, 8, 12, 16), (8, 8, 8, 8, 8), 2, 2, True),
+}
+
+
+def get_config(name: str = "lite", **changes) -> SPINNetConfig:
+    """Preset configuration ``"full"``, ``"lite"`` or ``"tiny"``, optionally with fields changed.
+
+    Example: ``get_config("lite", last_level=3)`` is the fast variant of the lite network.
+
+    Raises:
+        ValueError: unknown preset name or invalid field values.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown SPINNet configuration {name!r}; expected one of {', '.join(map(repr, PRESETS))}")
+    config = PRESETS[name]
+    return config.replace(**changes) if changes else config

@@ -1,0 +1,82 @@
+"""The PWC-Net cost volume in plain PyTorch (as ezflow): pad, loop over shifts, mean, concatenate.
+
+For a search range ``N`` the volume has ``(2N + 1)**2`` channels; channel
+``k = (sy + N) * (2N + 1) + (sx + N)`` holds, for the shift ``(sy, sx)``,
+
+    cost_k(y, x) = mean_c f_sample(c, y, x) * f_ref_warped(c, y - sy, x - sx)
+
+with zeros outside the image. If ``f_sample(x) = f_ref(x - t)`` (the sample features are the
+reference features displaced by ``t``, the forward model's convention) the peak is at ``s = t``:
+the cost volume's peak is the residual displacement, in pixels of its pyramid level.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import LEAKY_SLOPE
+
+
+def num_shifts(search_range: int) -> int:
+    """Number of channels of the cost volume: ``(2N + 1)**2``."""
+    return (2 * search_range + 1) ** 2
+
+
+def shift_of_channel(channel: int, search_range: int) -> tuple[int, int]:
+    """Shift ``(sy, sx)`` (pixels) of cost-volume channel ``channel``; inverse of :func:`channel_of_shift`."""
+    side = 2 * search_range + 1
+    if not 0 <= channel < side * side:
+        raise ValueError(f"channel {channel} out of range for search range {search_range} ({side * side} channels)")
+    return channel // side - search_range, channel % side - search_range
+
+
+def channel_of_shift(sy: int, sx: int, search_range: int) -> int:
+    """Cost-volume channel of shift ``(sy, sx)``: ``(sy + N) * (2N + 1) + (sx + N)``."""
+    if max(abs(sy), abs(sx)) > search_range:
+        raise ValueError(f"shift ({sy}, {sx}) outside the search range {search_range}")
+    return (sy + search_range) * (2 * search_range + 1) + (sx + search_range)
+
+
+def cost_volume(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, search_range: int) -> torch.Tensor:
+    """Correlation of two feature maps over all shifts up to ``search_range`` pixels.
+
+    Args:
+        f_sample: sample features ``(B, C, H, W)``.
+        f_ref_warped: reference features already warped by the current displacement, ``(B, C, H, W)``.
+        search_range: ``N``, the largest shift in pixels of this level.
+
+    Returns:
+        ``(B, (2N + 1)**2, H, W)``, channel order as in the module docstring (no activation).
+    """
+    if f_sample.dim() != 4 or f_sample.shape != f_ref_warped.shape:
+        raise ValueError(
+            f"cost_volume: expected two (B, C, H, W) tensors of the same shape, "
+            f"got {tuple(f_sample.shape)} and {tuple(f_ref_warped.shape)}"
+        )
+    n = int(search_range)
+    if n < 0:
+        raise ValueError(f"cost_volume: search_range must be >= 0, got {search_range}")
+    height, width = f_sample.shape[-2:]
+    padded = F.pad(f_ref_warped, (n, n, n, n))  # zeros outside
+    costs = []
+    for sy in range(-n, n + 1):
+        for sx in range(-n, n + 1):
+            # padded[y + n - sy] = f_ref_warped[y - sy]
+            shifted = padded[:, :, n - sy:n - sy + height, n - sx:n - sx + width]
+            costs.append((f_sample * shifted).mean(dim=1, keepdim=True))
+    return torch.cat(costs, dim=1)
+
+
+class CostVolume(nn.Module):
+    """:func:`cost_volume` followed by LeakyReLU(0.1), as PWC-Net applies to its correlation."""
+
+    def __init__(self, search_range: int):
+        super().__init__()
+        self.search_range = int(search_range)
+
+    def forward(self, f_sample: torch.Tensor, f_ref_warped: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(cost_volume(f_sample, f_ref_warped, self.search_range), LEAKY_SLOPE)
+
+    def extra_repr(self) -> str:
+        return f"search_range={self.search_range}"

@@ -1,0 +1,70 @@
+"""Backward warping with ``grid_sample`` (the "prop layer"), as RAFT's ``bilinear_sampler``.
+
+The forward model (DESIGN.md section 1) is ``sample(y, x) = T(y, x) * reference(y - dy, x - dx)``.
+:func:`warp` applies that displacement to an image: ``warp(reference, d) ~ sample / T``, and
+``warp(sample, -d)`` brings the sample back to the reference frame (:func:`inverse_warp`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pixel_grid(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
+    """Pixel coordinates ``(1, 2, H, W)``: channel 0 = x (column index), channel 1 = y (row index)."""
+    ys = torch.arange(height, device=device, dtype=dtype)
+    xs = torch.arange(width, device=device, dtype=dtype)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], dim=0).unsqueeze(0)
+
+
+def _normalise(coord: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
+    """Pixel coordinate -> grid_sample's [-1, 1] (pixel centres at +-1 when align_corners)."""
+    if align_corners:
+        return 2.0 * coord / max(size - 1, 1) - 1.0
+    return (2.0 * coord + 1.0) / size - 1.0
+
+
+def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+    """Return ``image(y - dy(y, x), x - dx(y, x))``: the forward model's displacement applied.
+
+    Bilinear interpolation; outside the image the border value is repeated.
+
+    Args:
+        image: ``(B, C, H, W)``.
+        displacement: ``(B, 2, H, W)`` (or ``(1, 2, H, W)``, broadcast over the batch),
+            channel 0 = dx, channel 1 = dy, in pixels *of this image* (at pyramid level l,
+            a full-resolution displacement must first be divided by ``2**(l - 1)``).
+        align_corners: passed to ``grid_sample`` (True, as RAFT: pixel index ``i`` is at
+            ``2 i / (size - 1) - 1``).
+
+    Returns:
+        The warped image, ``(B, C, H, W)``.
+
+    Raises:
+        ValueError: wrong number of dimensions or mismatched shapes.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"warp: expected image of shape (B, C, H, W), got {tuple(image.shape)}")
+    batch, _, height, width = image.shape
+    if displacement.dim() != 4 or displacement.shape[1] != 2 or displacement.shape[-2:] != image.shape[-2:] \
+            or displacement.shape[0] not in (1, batch):
+        raise ValueError(
+            f"warp: expected displacement of shape ({batch}, 2, {height}, {width}), got {tuple(displacement.shape)}"
+        )
+    source = pixel_grid(height, width, image.device, displacement.dtype) - displacement  # where to read
+    grid = torch.stack(
+        [_normalise(source[:, 0], width, align_corners), _normalise(source[:, 1], height, align_corners)], dim=-1
+    )  # (B, H, W, 2) with (x, y) last, as grid_sample wants
+    if grid.shape[0] != batch:
+        grid = grid.expand(batch, -1, -1, -1)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border",
+                         align_corners=align_corners)
+
+
+def inverse_warp(sample: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+    """Bring a sample image back to the reference frame: ``warp(sample, -displacement)``.
+
+    Shapes and units as :func:`warp`; ``inverse_warp(sample, d) ~ T * reference``.
+    """
+    return warp(sample, -displacement, align_corners=align_corners)

@@ -1,0 +1,47 @@
+"""The bundled SPINNet-lite weights (``spinnet_lite/weights/lite.pt``).
+
+They were produced by the project's own ``python -m spinnet_lite train`` command; ``lite.json``
+beside them records the command, the configuration, the data seeds, the training time and the
+held-out evaluation, and ``lite_history.csv`` the loss per epoch.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS = WEIGHTS_DIR / "lite.pt"
+RECORD = WEIGHTS_DIR / "lite.json"
+HISTORY = WEIGHTS_DIR / "lite_history.csv"
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, device: str):
+    from .model.predict import load_checkpoint
+
+    return load_checkpoint(path, map_location=device)
+
+
+def load_pretrained(device: str = "cpu", path=None):
+    """The bundled SPINNet-lite in eval mode (loaded once per path and device, then shared).
+
+    Args:
+        device: torch device string.
+        path: another checkpoint to load instead of the bundled one.
+
+    Raises:
+        ValueError: the weights file is missing or is not a SPINNet checkpoint.
+    """
+    path = Path(path) if path is not None else WEIGHTS
+    if not path.exists():
+        raise ValueError(f"{path}: pretrained weights not found; train them with "
+                         "`python -m spinnet_lite train --preset lite --out runs/lite` (see README)")
+    return _load(str(path.resolve()), str(device)).eval()
+
+
+def pretrained_record() -> dict:
+    """The JSON record of the bundled weights (command, configuration, seeds, time, evaluation)."""
+    if not RECORD.exists():
+        raise ValueError(f"{RECORD}: no record of the bundled weights")
+    return json.loads(RECORD.read_text())

@@ -1,0 +1,162 @@
+"""One call from a reference/sample pair to labelled displacement, transmission and phase.
+
+``reconstruct(reference, sample, method="spinnet" | "xst", ...)`` (DESIGN.md section 4)
+checks the inputs, runs the network (:func:`spinnet_lite.model.predict.predict`) or the
+classical speckle tracking (:func:`spinnet_lite.xst.xst`), and returns an ``xarray.Dataset``
+with ``dx``, ``dy`` (px), ``transmission`` and, when a :class:`~spinnet_lite.geometry.Geometry`
+is given, the phase gradients ``dphi_dx``, ``dphi_dy`` (rad/px) and the integrated ``phase``
+(rad, zero mean).
+"""
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+import xarray as xr
+
+from .checks import as_pair, check_choice
+from .geometry import Geometry
+from .integrate import METHODS as INTEGRATION_METHODS
+from .integrate import integrate
+
+METHODS = ("spinnet", "xst")
+
+_VARIABLES = {
+    "dx": ("px", "horizontal speckle displacement"),
+    "dy": ("px", "vertical speckle displacement"),
+    "transmission": ("1", "sample intensity transmission"),
+    "correlation": ("1", "zero-normalised cross-correlation at the matched shift"),
+    "dphi_dx": ("rad/px", "horizontal phase gradient"),
+    "dphi_dy": ("rad/px", "vertical phase gradient"),
+    "phase": ("rad", "sample phase shift (zero mean)"),
+}
+
+
+def _allowed_options(func, skip: int) -> set[str] | None:
+    """Keyword names ``func`` accepts after its first ``skip`` parameters; None if it takes **kwargs."""
+    params = list(inspect.signature(func).parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_options(method: str, func, skip: int, options: dict) -> None:
+    allowed = _allowed_options(func, skip)
+    if allowed is None:
+        return
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for method {method!r}; "
+            f"it takes {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
+def _coords(reference, sample, shape, geometry: Geometry | None) -> dict:
+    """(y, x) coordinates: those of a DataArray input, else micrometres (geometry) or pixels."""
+    for image in (reference, sample):
+        if isinstance(image, xr.DataArray) and image.dims == ("y", "x") and "y" in image.coords and "x" in image.coords:
+            return {name: (name, image[name].values, dict(image[name].attrs)) for name in ("y", "x")}
+    height, width = shape
+    if geometry is not None:
+        step, units = geometry.pixel_size_um, "um"
+    else:
+        step, units = 1.0, "px"
+    return {
+        "y": ("y", np.arange(height) * step, {"units": units, "long_name": "y"}),
+        "x": ("x", np.arange(width) * step, {"units": units, "long_name": "x"}),
+    }
+
+
+def _run_xst(ref, sam, options):
+    from .xst import xst
+
+    return xst(ref, sam, **options)
+
+
+def _run_spinnet(ref, sam, model, options):
+    from .model.predict import predict
+
+    if model is None:
+        from .pretrained import load_pretrained
+
+        model = load_pretrained()
+    return predict(model, ref, sam, **options)
+
+
+def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry: Geometry | None = None,
+                integration: str = "fc", **options) -> xr.Dataset:
+    """Displacement, transmission (and with a geometry, phase) from a speckle pair.
+
+    Args:
+        reference: reference image (no sample), ``(H, W)`` numpy array or DataArray,
+            ``H, W >= 64``.
+        sample: sample image, same shape.
+        method: ``"spinnet"`` (the network) or ``"xst"`` (windowed ZNCC speckle tracking).
+        model: a SPINNet for ``method="spinnet"``; None loads the bundled pretrained weights.
+            Ignored by ``"xst"``.
+        geometry: a :class:`~spinnet_lite.geometry.Geometry`; with one the result also has
+            ``dphi_dx``, ``dphi_dy`` (rad/px) and ``phase`` (rad), and coordinates in um.
+        integration: phase integrator, ``"fc"`` (Frankot-Chellappa) or ``"ls"`` (least squares).
+        **options: passed to the method: for ``"xst"`` the keywords of
+            :func:`spinnet_lite.xst.xst` (``window``, ``search``, ``subpixel``, ``refine``,
+            ``device``); for ``"spinnet"`` those of :func:`spinnet_lite.model.predict.predict`
+            (e.g. ``batch_size``, ``device``).
+
+    Returns:
+        xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:
+        positive dx = speckle moved to larger x), ``transmission`` (and ``correlation`` for
+        XST), each with ``units`` and ``long_name``. Coordinates: those of DataArray inputs,
+        else micrometres with a geometry, else pixels (``units="px"``). ``attrs``: ``method``,
+        ``options``, ``integration``, ``elapsed_s`` and the geometry (``geometry_*``).
+
+    Raises:
+        ValueError: mismatched shapes, not 2-D, smaller than 64 px, NaN/inf, constant images,
+            an unknown method, integration or option, a geometry that is not a Geometry.
+    """
+    start = time.perf_counter()
+    check_choice(method, METHODS, "method")
+    check_choice(integration, INTEGRATION_METHODS, "integration method")
+    if geometry is not None and not isinstance(geometry, Geometry):
+        raise ValueError(f"geometry must be a spinnet_lite.Geometry or None, got {type(geometry).__name__}")
+    if method == "xst":
+        from .xst import xst
+
+        _check_options(method, xst, 2, options)
+    else:
+        try:
+            from .model.predict import predict
+        except ImportError as exc:  # pragma: no cover - the network is part of the package
+            raise ValueError(f"method 'spinnet' is not available: {exc}") from None
+        _check_options(method, predict, 3, options)
+    ref, sam = as_pair(reference, sample)
+
+    if method == "xst":
+        result = _run_xst(ref, sam, options)
+    else:
+        result = _run_spinnet(ref, sam, model, options)
+    arrays = {name: np.asarray(result[name], dtype=np.float64) for name in ("dx", "dy", "transmission")}
+    if "correlation" in result:
+        arrays["correlation"] = np.asarray(result["correlation"], dtype=np.float64)
+    for name, arr in arrays.items():
+        if arr.shape != ref.shape:
+            raise RuntimeError(f"{method} returned {name} of shape {arr.shape} for images of shape {ref.shape}")
+
+    if geometry is not None:
+        arrays["dphi_dx"] = geometry.displacement_to_dphi(arrays["dx"])
+        arrays["dphi_dy"] = geometry.displacement_to_dphi(arrays["dy"])
+        arrays["phase"] = integrate(arrays["dphi_dx"], arrays["dphi_dy"], method=integration)
+
+    data_vars = {}
+    for name, arr in arrays.items():
+        units, long_name = _VARIABLES[name]
+        data_vars[name] = (("y", "x"), arr, {"units": units, "long_name": long_name})
+    ds = xr.Dataset(data_vars, coords=_coords(reference, sample, ref.shape, geometry))
+    ds.attrs["method"] = method
+    ds.attrs["options"] = repr(dict(sorted(options.items())))
+    ds.attrs["integration"] = integration
+    if geometry is not None:
+        ds.attrs.update(geometry.to_attrs())
+    ds.attrs["elapsed_s"] = float(time.perf_counter() - start)
+    return ds

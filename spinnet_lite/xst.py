@@ -1,0 +1,243 @@
+"""X-ray speckle tracking (XST): the classical baseline.
+
+For every pixel of the *sample* image a ``window x window`` template is compared with the
+*reference* image at every integer shift in ``[-search, search]^2`` by zero-normalised
+cross-correlation (ZNCC); the best integer shift is refined to sub-pixel precision with a
+3-point Gaussian (or parabolic) fit along each axis.
+
+Conventions (DESIGN.md section 1): arrays are ``(y, x)`` and the forward model is
+
+    sample(y, x) = T(y, x) * reference(y - dy(y, x), x - dx(y, x))
+
+so the returned ``dx`` is the motion of the speckle (positive = towards larger column index).
+The sample window centred at ``(y, x)`` is therefore compared with the reference window
+centred at ``(y - sy, x - sx)`` for the trial shift ``(sy, sx)``.
+
+Everything is vectorised: the only Python loop is over chunks of the ``(2 search + 1)^2``
+shifts; local means are box filters (``torch.nn.functional.avg_pool2d``) on reflect-padded
+images, so the output has the input's shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .checks import as_pair, check_choice
+
+SUBPIXEL_METHODS = ("gaussian", "parabolic", "none")
+
+#: Shifts processed together; bounds the memory to about ``CHUNK * (H + window) * (W + window)``
+#: floats (about 35 MB for a 512 x 512 pair).
+_CHUNK = 32
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"xst: unknown device {device!r} ({exc})") from None
+
+
+def _box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over ``window x window`` boxes, no padding: (C, H + w - 1, W + w - 1) -> (C, H, W)."""
+    return F.avg_pool2d(t.unsqueeze(0), window, stride=1).squeeze(0)
+
+
+def _subpixel_offset(c_minus: torch.Tensor, c0: torch.Tensor, c_plus: torch.Tensor, method: str) -> torch.Tensor:
+    """Peak offset in [-0.5, 0.5] from three samples of the correlation at -1, 0, +1."""
+    zero = torch.zeros_like(c0)
+    if method == "none":
+        return zero
+    denom = c_minus - 2.0 * c0 + c_plus
+    parabolic = torch.where(denom < 0, (c_minus - c_plus) / (2.0 * denom.clamp(max=-1e-12)), zero)
+    offset = parabolic
+    if method == "gaussian":
+        positive = (c_minus > 0) & (c0 > 0) & (c_plus > 0)
+        tiny = 1e-12
+        lm, l0, lp = (torch.log(v.clamp(min=tiny)) for v in (c_minus, c0, c_plus))
+        gdenom = lm - 2.0 * l0 + lp
+        gauss = (lm - lp) / (2.0 * gdenom.clamp(max=-1e-12))
+        offset = torch.where(positive & (gdenom < 0), gauss, parabolic)
+    return offset.clamp(-0.5, 0.5)
+
+
+def xst(reference, sample, window: int = 7, search: int = 5, subpixel: str = "gaussian", refine: int = 0,
+        device=None) -> dict:
+    """Track the speckle between a reference and a sample image by windowed ZNCC.
+
+    Args:
+        reference: reference image (no sample), ``(H, W)``, numpy array or DataArray.
+        sample: sample image, ``(H, W)``.
+        window: side of the square correlation window in pixels (odd, >= 3).
+        search: largest integer shift tried along each axis, in pixels (>= 1); the result is
+            limited to ``|dx|, |dy| <= search + 0.5``.
+        subpixel: peak refinement, ``"gaussian"`` (3-point Gaussian fit, falls back to the
+            parabola where the correlation is not positive), ``"parabolic"`` or ``"none"``.
+        refine: Lucas-Kanade (Gauss-Newton) iterations after the peak fit, 0 for none.  Each
+            iteration re-samples the reference window at the current sub-pixel shift (bicubic)
+            and solves ``S = a R + b - a (grad R . delta)`` over the window for the update
+            ``delta``; it removes most of the 3-point fit's bias (about 0.1 px for a 7 px
+            window, down to about 0.02 px with 2 iterations on noiseless simulated speckle)
+            at the cost of about one integer search per iteration.  Updates are limited to
+            1 px in total from the peak fit.
+        device: torch device for the computation; None picks CUDA when available, else CPU.
+
+    Returns:
+        dict of float64 numpy arrays, each ``(H, W)``:
+        ``dx``, ``dy`` (px, speckle motion, see the module docstring), ``transmission``
+        (local mean of the sample over that of the reference at the matched position) and
+        ``correlation`` (ZNCC at the best integer shift, in [-1, 1]).
+
+    Raises:
+        ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), an even or too
+            small window, a search range < 1 or one too large for the image, or an unknown
+            ``subpixel`` method.
+    """
+    ref, sam = as_pair(reference, sample)
+    check_choice(subpixel, SUBPIXEL_METHODS, "subpixel method")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 3 or window % 2 == 0:
+        raise ValueError(f"xst: window must be an odd integer >= 3, got {window!r}")
+    if isinstance(search, bool) or not isinstance(search, (int, np.integer)) or search < 1:
+        raise ValueError(f"xst: search must be an integer >= 1, got {search!r}")
+    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
+        raise ValueError(f"xst: refine must be an integer >= 0 (Lucas-Kanade iterations), got {refine!r}")
+    window, search = int(window), int(search)
+    half = window // 2
+    height, width = ref.shape
+    if search + half >= min(height, width):
+        raise ValueError(
+            f"xst: search ({search}) + window // 2 ({half}) must be smaller than the image side ({min(height, width)})"
+        )
+    dev = _resolve_device(device)
+
+    # Global affine normalisation: ZNCC does not change, float32 keeps its precision.
+    ref_offset, ref_scale = ref.mean(), ref.std()
+    sam_offset, sam_scale = sam.mean(), sam.std()
+    ref_n = (ref - ref_offset) / ref_scale
+    sam_n = (sam - sam_offset) / sam_scale
+
+    pad = search + half
+    ref_big = torch.as_tensor(np.pad(ref_n, pad, mode="reflect"), dtype=torch.float32, device=dev)
+    sam_pad = torch.as_tensor(np.pad(sam_n, half, mode="reflect"), dtype=torch.float32, device=dev)
+
+    # Local statistics: sample at every pixel, reference at every pixel of the search margin.
+    mean_s = _box_mean(sam_pad[None], window)[0]  # (H, W)
+    var_s = (_box_mean(sam_pad[None] ** 2, window)[0] - mean_s**2).clamp(min=0)
+    mean_r = _box_mean(ref_big[None], window)[0]  # (H + 2s, W + 2s)
+    var_r = (_box_mean(ref_big[None] ** 2, window)[0] - mean_r**2).clamp(min=0)
+
+    n_side = 2 * search + 1
+    shifts = [(sy, sx) for sy in range(-search, search + 1) for sx in range(-search, search + 1)]
+    volume = torch.empty((len(shifts), height, width), dtype=torch.float32, device=dev)
+    tiny = 1e-6
+    hp, wp = height + 2 * half, width + 2 * half
+    for start in range(0, len(shifts), _CHUNK):
+        chunk = shifts[start : start + _CHUNK]
+        # Reference displaced by (sy, sx): R_s(y, x) = R(y - sy, x - sx).
+        ref_shifted = torch.stack([ref_big[search - sy : search - sy + hp, search - sx : search - sx + wp] for sy, sx in chunk])
+        cross = _box_mean(ref_shifted * sam_pad, window)  # (C, H, W)
+        m_r = torch.stack([mean_r[search - sy : search - sy + height, search - sx : search - sx + width] for sy, sx in chunk])
+        v_r = torch.stack([var_r[search - sy : search - sy + height, search - sx : search - sx + width] for sy, sx in chunk])
+        volume[start : start + len(chunk)] = (cross - m_r * mean_s) / torch.sqrt(v_r * var_s + tiny)
+
+    best = volume.argmax(dim=0)  # (H, W)
+    peak = volume.gather(0, best[None])[0]
+    iy, ix = best // n_side, best % n_side  # 0 .. 2s
+
+    def at(jy, jx):
+        return volume.gather(0, (jy * n_side + jx)[None])[0]
+
+    # Neighbours of the peak (clamped at the edge of the search range, offset forced to 0 there).
+    ym, yp = (iy - 1).clamp(min=0), (iy + 1).clamp(max=n_side - 1)
+    xm, xp = (ix - 1).clamp(min=0), (ix + 1).clamp(max=n_side - 1)
+    off_y = _subpixel_offset(at(ym, ix), peak, at(yp, ix), subpixel)
+    off_x = _subpixel_offset(at(iy, xm), peak, at(iy, xp), subpixel)
+    inner_y = (iy > 0) & (iy < n_side - 1)
+    inner_x = (ix > 0) & (ix < n_side - 1)
+    dy = (iy - search).to(torch.float64) + torch.where(inner_y, off_y, torch.zeros_like(off_y)).to(torch.float64)
+    dx = (ix - search).to(torch.float64) + torch.where(inner_x, off_x, torch.zeros_like(off_x)).to(torch.float64)
+    del volume
+    if refine:
+        dx, dy = _lucas_kanade(ref_n, sam_pad, dx, dy, window, int(refine), pad + 2, dev)
+    dy_np, dx_np = dy.cpu().numpy(), dx.cpu().numpy()
+
+    # Transmission: ratio of raw local means, the reference's read at the matched sub-pixel
+    # position (y - dy, x - dx) by bilinear interpolation of its box-mean map.
+    mean_s_raw = mean_s.double().cpu().numpy() * sam_scale + sam_offset
+    mean_r_raw = mean_r.double().cpu().numpy() * ref_scale + ref_offset
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    mean_r_matched = ndimage.map_coordinates(mean_r_raw, [yy - dy_np + search, xx - dx_np + search], order=1, mode="nearest")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        transmission = np.where(np.abs(mean_r_matched) > 0, mean_s_raw / mean_r_matched, np.nan)
+
+    return {
+        "dx": dx_np,
+        "dy": dy_np,
+        "transmission": transmission,
+        "correlation": peak.double().cpu().numpy(),
+    }
+
+
+def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: int, dev, rows: int = 32):
+    """Refine per-pixel shifts by Gauss-Newton on the windowed, affine-normalised SSD.
+
+    For each pixel the reference is re-sampled (bicubic ``grid_sample``) on a ``(window + 2)^2``
+    grid around ``p - t``; central differences of those samples give the reference gradient,
+    and the least-squares fit ``S - mean(S) = a (R - mean R) + cx Gx + cy Gy`` over the window
+    gives the update ``delta = -(cx, cy) / a`` (first order in ``delta``).
+
+    Args:
+        ref_n: normalised reference (H, W) numpy float64.
+        sam_pad: normalised sample reflect-padded by ``window // 2``, (H + w - 1, W + w - 1) tensor.
+        dx, dy: (H, W) float64 tensors, the starting shifts (px).
+        margin: reflect padding of the reference; shifts stay within it.
+        rows: image rows processed at once (bounds memory to ~rows * W * (w + 2)^2 floats).
+
+    Returns:
+        The refined ``(dx, dy)`` float64 tensors, each within 1 px of its start.
+    """
+    height, width = ref_n.shape
+    half = window // 2
+    big = margin + half + 2
+    ref_big = torch.as_tensor(np.pad(ref_n, big, mode="reflect"), dtype=torch.float32, device=dev)[None, None]
+    big_h, big_w = ref_big.shape[-2:]
+    # Sample windows, zero-mean: (H, W, w*w).
+    sam_win = F.unfold(sam_pad[None, None], window).reshape(window * window, height, width).permute(1, 2, 0)
+    sam_win = sam_win - sam_win.mean(-1, keepdim=True)
+    k = window + 2
+    u = torch.arange(-half - 1, half + 2, dtype=torch.float32, device=dev)
+    uy, ux = torch.meshgrid(u, u, indexing="ij")
+    ys = torch.arange(height, dtype=torch.float32, device=dev)[:, None].expand(height, width)
+    xs = torch.arange(width, dtype=torch.float32, device=dev)[None, :].expand(height, width)
+    tx0, ty0 = dx.to(torch.float32), dy.to(torch.float32)
+    tx, ty = tx0.clone(), ty0.clone()
+    eye = torch.eye(3, dtype=torch.float32, device=dev)
+    for _ in range(iterations):
+        for r0 in range(0, height, rows):
+            sl = slice(r0, min(height, r0 + rows))
+            py = (ys[sl] - ty[sl] + big)[..., None, None] + uy  # (r, W, k, k) in padded pixels
+            px = (xs[sl] - tx[sl] + big)[..., None, None] + ux
+            grid = torch.stack([2 * px / (big_w - 1) - 1, 2 * py / (big_h - 1) - 1], -1).reshape(1, -1, k * k, 2)
+            values = F.grid_sample(ref_big, grid, mode="bicubic", padding_mode="border", align_corners=True)
+            values = values.reshape(py.shape)
+            inner = values[..., 1:-1, 1:-1]
+            grad_x = 0.5 * (values[..., 1:-1, 2:] - values[..., 1:-1, :-2])
+            grad_y = 0.5 * (values[..., 2:, 1:-1] - values[..., :-2, 1:-1])
+            cols = torch.stack([inner, grad_x, grad_y], -1).reshape(py.shape[0], width, window * window, 3)
+            cols = cols - cols.mean(-2, keepdim=True)
+            normal = cols.transpose(-1, -2) @ cols  # (r, W, 3, 3)
+            rhs = (cols.transpose(-1, -2) @ sam_win[sl][..., None])[..., 0]
+            scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)
+            coef, info = torch.linalg.solve_ex(normal + 1e-6 * scale[..., None, None] * eye, rhs)
+            gain = coef[..., 0]
+            ok = (info == 0) & (gain.abs() > 1e-3) & torch.isfinite(coef).all(-1)
+            safe_gain = torch.where(ok, gain, torch.ones_like(gain))
+            step_x = torch.where(ok, -coef[..., 1] / safe_gain, torch.zeros_like(gain)).clamp(-1, 1)
+            step_y = torch.where(ok, -coef[..., 2] / safe_gain, torch.zeros_like(gain)).clamp(-1, 1)
+            tx[sl] = torch.minimum(torch.maximum(tx[sl] + step_x, tx0[sl] - 1), tx0[sl] + 1)
+            ty[sl] = torch.minimum(torch.maximum(ty[sl] + step_y, ty0[sl] - 1), ty0[sl] + 1)
+    return tx.to(torch.float64), ty.to(torch.float64)

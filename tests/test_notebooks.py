@@ -1,0 +1,213 @@
+"""Execute the teaching notebooks headless (papermill, QUICK=True) and check what they saved.
+
+Every notebook ``notebooks/NN_name.py`` on disk must have an entry in :data:`CHECKS`: a
+function that receives the notebook's OUTPUT_DIR and asserts on the ``summary.json`` and
+figures it wrote.  A notebook without an entry fails (it is not skipped), so a new notebook
+cannot slip in untested; add ``"NN_name": check_function`` to the dict.
+
+Run only these with ``pytest -m notebook``; skip them with ``pytest -m "not notebook"``.
+The notebooks run in a Jupyter kernel named ``python3`` that must import ``spinnet_lite``:
+``python -m ipykernel install --sys-prefix --name python3`` in the project's environment.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOK_GLOB = "[0-9][0-9]_*.py"
+KERNEL = "python3"
+
+
+def discovered_notebooks() -> list[Path]:
+    return sorted(NOTEBOOK_DIR.glob(NOTEBOOK_GLOB))
+
+
+# ---------------------------------------------------------------------------------------
+# Checks on what each notebook saved (OUTPUT_DIR)
+# ---------------------------------------------------------------------------------------
+def load_summary(out: Path) -> dict:
+    path = out / "summary.json"
+    assert path.is_file(), f"the notebook did not write {path.name} into OUTPUT_DIR"
+    return json.loads(path.read_text())
+
+
+def assert_figures(out: Path, names) -> None:
+    for name in names:
+        path = out / name
+        assert path.is_file(), f"figure {name} was not saved"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+        assert path.stat().st_size > 5_000, f"{name} looks empty ({path.stat().st_size} bytes)"
+
+
+def check_01_speckle_physics(out: Path) -> None:
+    s = load_summary(out)
+    assert s["quick"] is True
+    # lambda = hc / E at 14 keV, and lambda z / (2 pi p^2) for z = 500 mm, p = 0.65 um
+    assert s["wavelength_nm"] == pytest.approx(0.08856, abs=1e-4)
+    expected_shift = s["wavelength_nm"] * 1e-9 * 0.5 / (2 * math.pi * (0.65e-6) ** 2)
+    assert s["shift_per_gradient_px"] == pytest.approx(expected_shift, rel=1e-9)
+    assert s["shift_per_gradient_px"] == pytest.approx(16.68, abs=0.01)
+    assert s["gradient_for_1px_rad_per_px"] * s["shift_per_gradient_px"] == pytest.approx(1.0)
+    # the transfer function is unitary: power is conserved
+    assert abs(s["power_ratio"] - 1) < 1e-6
+    assert s["power_ratio_max_deviation"] < 1e-6
+    # speckle statistics: positive contrast; at z = 0 only the amplitude contrast of the mask
+    contrast = s["contrast"]
+    assert len(contrast) == len(s["distances_mm"]) == len(s["grain_size_px"]) >= 3
+    assert all(c > 0 for c in contrast)
+    assert s["distances_mm"][0] == 0
+    assert contrast[0] == pytest.approx(s["contrast_at_0_theory"], abs=0.03)
+    assert max(contrast[1:]) > 2 * contrast[0], "propagation should turn the mask's phase into contrast"
+    assert s["grain_size_px"][0] == pytest.approx(s["pitch_px"], rel=0.1), "grain size at z = 0 is one cell"
+    for key in ("contrast_by_pitch", "grain_size_by_pitch", "contrast_by_energy"):
+        assert s[key] and all(len(v) == len(contrast) for v in s[key].values())
+    # Eq. 1: integer shifts are exact; the displacement convention and the lens
+    assert s["shift_error"] < 1e-6
+    assert s["linear_model_correlation"] > 0.9
+    assert s["lens_dx_relative_error"] < 1e-6
+    assert s["lens_dx_right_of_axis_px"] < 0, "a concave X-ray lens focuses: speckles move towards the axis"
+    assert 0 < s["lens_max_displacement_px"] < 10
+    assert 0.99 < s["lens_min_transmission"] <= 1
+    assert_figures(out, ["transfer_function.png", "mask_propagation.png", "speckle_statistics.png",
+                         "uniform_shift.png", "lens_displacement.png"])
+
+
+def check_02_coded_mask_simulator(out: Path) -> None:
+    import numpy as np
+    import xarray as xr
+
+    s = load_summary(out)
+    assert s["quick"] is True
+    assert s["phantom_product_mismatch"] < 1e-9
+    assert 0 < s["view_max_displacement_px"] < 20
+    assert 0.3 < s["view_reference_contrast"] < 1.5
+    assert s["view_reference_mean"] == pytest.approx(0.745, abs=0.05)  # (0.7^2 + 1^2) / 2
+    assert s["noise_rms"] == pytest.approx(s["noise_rms_expected"], rel=0.1)  # Poisson: sqrt(<I>/N)
+    n = s["n_pairs"]
+    assert n >= 2
+    path = out / s["dataset_file"]
+    assert path.is_file()
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        assert dict(ds.sizes) == s["dataset_dims"]
+        assert ds.sizes["pair"] == n and ds.sizes["y"] == ds.sizes["x"] >= 64
+        for name in ("reference", "sample", "dx", "dy", "transmission", "phase"):
+            assert ds[name].dims == ("pair", "y", "x"), name
+            assert np.isfinite(ds[name].values).all(), name
+        assert ds["dx"].attrs["units"] == "px" and ds["x"].attrs["units"] == "um"
+        assert set(ds["seed"].values.tolist()) == set(range(int(ds["seed"][0]), int(ds["seed"][0]) + n))
+        assert float(ds["transmission"].max()) <= 1 + 1e-6
+        dmax = np.hypot(ds["dx"], ds["dy"]).max(("y", "x")).values
+        np.testing.assert_allclose(ds["max_displacement"].values, dmax, rtol=1e-5)
+        assert float(ds["dx"].min()) == pytest.approx(s["dx_range_px"][0], abs=1e-5)
+        assert float(ds["dx"].max()) == pytest.approx(s["dx_range_px"][1], abs=1e-5)
+        assert "geometry_energy_kev" in ds.attrs
+    assert 0 < s["max_displacement_px"][0] <= s["max_displacement_px"][2] < 20
+    assert_figures(out, ["phantom_parts.png", "simulator_default.png", "simulator_noisy.png",
+                         "dataset_examples.png"])
+
+
+#: notebook stem -> check on its OUTPUT_DIR.  Register every new notebook here.
+CHECKS = {
+    "01_speckle_physics": check_01_speckle_physics,
+    "02_coded_mask_simulator": check_02_coded_mask_simulator,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Fast checks (no kernel): registration and notebook conventions
+# ---------------------------------------------------------------------------------------
+def test_notebooks_are_discovered():
+    assert discovered_notebooks(), f"no notebooks matching {NOTEBOOK_GLOB} in {NOTEBOOK_DIR}"
+
+
+@pytest.mark.parametrize("path", discovered_notebooks(), ids=lambda p: p.stem)
+def test_notebook_is_registered(path):
+    assert path.stem in CHECKS, (
+        f"{path.name} has no entry in CHECKS in {Path(__file__).name}: add "
+        f'"{path.stem}": <function asserting on its summary.json and figures>'
+    )
+
+
+def test_no_stale_registrations():
+    stems = {p.stem for p in discovered_notebooks()}
+    stale = sorted(set(CHECKS) - stems)
+    assert not stale, f"CHECKS entries without a notebook in {NOTEBOOK_DIR}: {stale}"
+
+
+@pytest.mark.parametrize("path", discovered_notebooks(), ids=lambda p: p.stem)
+def test_notebook_conventions(path):
+    """Percent format, python3 kernel, exactly one parameters cell with QUICK and OUTPUT_DIR."""
+    import jupytext
+
+    text = path.read_text()
+    assert text.startswith("# ---\n# jupyter:"), f"{path.name}: no jupytext header"
+    nb = jupytext.read(path)
+    assert nb.metadata.get("kernelspec", {}).get("name") == KERNEL, f"{path.name}: kernelspec must be {KERNEL}"
+    assert "percent" in nb.metadata.get("jupytext", {}).get("formats", ""), f"{path.name}: not py:percent"
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{path.name}: expected one 'parameters' cell, found {len(params)}"
+    source = params[0].source
+    assert re.search(r"^QUICK\s*=\s*False\b", source, re.M), f"{path.name}: parameters cell must set QUICK = False"
+    assert re.search(r"^OUTPUT_DIR\s*=", source, re.M), f"{path.name}: parameters cell must set OUTPUT_DIR"
+    assert "%matplotlib inline" in text, f"{path.name}: use the inline backend (%matplotlib inline)"
+
+
+# ---------------------------------------------------------------------------------------
+# Execution (slow): papermill with QUICK=True
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def python3_kernel():
+    """The ``python3`` kernel exists and its interpreter imports spinnet_lite."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel:
+        pytest.fail(f"no Jupyter kernel named {KERNEL!r} (see `jupyter kernelspec list`); install it in this "
+                    f"environment with `python -m ipykernel install --sys-prefix --name {KERNEL}`")
+    exe = spec.argv[0]
+    result = subprocess.run([exe, "-c", "import spinnet_lite, matplotlib_inline, ipywidgets"],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode:
+        pytest.fail(f"the {KERNEL!r} kernel ({spec.resource_dir}) runs {exe}, which cannot import spinnet_lite: "
+                    f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'unknown error'}; "
+                    f"reinstall the kernel from this environment: python -m ipykernel install --sys-prefix "
+                    f"--name {KERNEL}")
+    return spec
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("path", discovered_notebooks(), ids=lambda p: p.stem)
+def test_notebook_runs(path, tmp_path, monkeypatch, python3_kernel):
+    check = CHECKS.get(path.stem)
+    if check is None:
+        pytest.fail(f"{path.name} has no entry in CHECKS; register a check before running it")
+    import jupytext
+    import papermill
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel keeps matplotlib's inline backend
+    out = tmp_path / "output"
+    nb = jupytext.read(path)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        nb,
+        str(tmp_path / f"{path.stem}.ipynb"),
+        kernel_name=KERNEL,
+        language="python",
+        cwd=str(NOTEBOOK_DIR),
+        parameters={"QUICK": True, "OUTPUT_DIR": str(out)},
+        execution_timeout=600,
+        progress_bar=False,
+    )
+    print(f"{path.name}: {time.perf_counter() - start:.1f} s in quick mode")
+    check(out)

@@ -1,0 +1,192 @@
+"""Physics and simulator tests (issue 2): each asserts a property that a bug would break."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from spinnet_lite import Geometry, simulate_pair
+from spinnet_lite.propagate import fresnel_propagate, transfer_function
+from spinnet_lite.simulate import apply_sample, coded_mask, displacement_from_phase, reference_image, simulate_arrays
+
+
+class TestGeometry:
+    def test_energy_wavelength(self):
+        g = Geometry()
+        assert g.wavelength_m == pytest.approx(0.08856e-9, rel=1e-3)  # 14 keV
+        assert Geometry.from_wavelength(0.06e-9).energy_kev == pytest.approx(20.664, rel=1e-3)
+        assert Geometry(energy_kev=g.energy_kev * 2).wavelength_m == pytest.approx(g.wavelength_m / 2)
+
+    def test_shift_per_gradient_seed_numbers(self):
+        # lambda z / (2 pi p^2) for 14 keV, 500 mm, 0.65 um
+        g = Geometry()
+        expected = g.wavelength_m * 0.5 / (2 * np.pi * (0.65e-6) ** 2)
+        assert g.shift_per_gradient == pytest.approx(expected)
+        assert g.shift_per_gradient == pytest.approx(16.68, rel=1e-3)
+
+    def test_round_trip(self):
+        g = Geometry(energy_kev=20, pixel_size_um=1.3, sample_detector_mm=250)
+        d = np.linspace(-5, 5, 11)
+        np.testing.assert_allclose(g.dphi_to_displacement(g.displacement_to_dphi(d)), d)
+
+    def test_attrs_round_trip(self):
+        g = Geometry(energy_kev=17.5, mask_pitch_px=3)
+        assert Geometry.from_attrs(g.to_attrs()) == g
+
+    @pytest.mark.parametrize("kwargs", [dict(energy_kev=0), dict(pixel_size_um=-1), dict(sample_detector_mm=float("nan")),
+                                        dict(mask_pitch_px=0), dict(mask_detector_mm=-1)])
+    def test_bad_values(self, kwargs):
+        with pytest.raises(ValueError, match="Geometry"):
+            Geometry(**kwargs)
+
+
+class TestPropagation:
+    def setup_method(self):
+        rng = np.random.default_rng(0)
+        self.field = np.exp(1j * np.pi * (rng.random((128, 128)) > 0.5)) * (0.7 + 0.3 * rng.random((128, 128)))
+
+    def test_distance_zero_is_identity(self):
+        np.testing.assert_array_equal(fresnel_propagate(self.field, 0.0, 1e-10, 1e-6), self.field)
+
+    def test_power_conserved(self):
+        out = fresnel_propagate(self.field, 0.3, 0.06e-9, 0.65e-6, pad=0)
+        assert np.sum(np.abs(out) ** 2) == pytest.approx(np.sum(np.abs(self.field) ** 2), rel=1e-10)
+
+    def test_back_propagation_inverts(self):
+        out = fresnel_propagate(fresnel_propagate(self.field, 0.3, 0.06e-9, 0.65e-6, pad=0), -0.3, 0.06e-9, 0.65e-6, pad=0)
+        np.testing.assert_allclose(out, self.field, atol=1e-10)
+
+    def test_transfer_function_unit_modulus(self):
+        h = transfer_function((64, 64), 0.5, 1e-10, 1e-6)
+        np.testing.assert_allclose(np.abs(h), 1.0)
+        assert h[0, 0] == 1.0
+
+    def test_plane_wave_unchanged(self):
+        out = fresnel_propagate(np.ones((64, 80), complex), 1.0, 1e-10, 1e-6)
+        np.testing.assert_allclose(np.abs(out) ** 2, 1.0, atol=1e-12)
+
+    def test_padding_keeps_edges_from_wrapping(self):
+        # a bright stripe at the right edge must not appear at the left edge after propagation
+        field = np.ones((64, 256), complex)
+        field[:, -8:] = 0.2
+        g = Geometry.training()
+        out = np.abs(fresnel_propagate(field, 0.3, g.wavelength_m, g.pixel_size_m)) ** 2
+        assert np.abs(out[:, :16] - 1).max() < 0.05
+
+
+class TestMask:
+    def test_half_gold_and_pitch(self):
+        rng = np.random.default_rng(1)
+        for pitch in (1, 2, 4, 5):
+            m = coded_mask((20 * pitch, 20 * pitch), pitch, rng)
+            assert m.mean() == 0.5
+            cells = m.reshape(20, pitch, 20, pitch)
+            # every pitch x pitch cell is uniform
+            assert np.all(cells.min(axis=(1, 3)) == cells.max(axis=(1, 3)))
+            assert set(np.unique(m)) == {0.0, 1.0}
+
+    def test_bad_pitch(self):
+        with pytest.raises(ValueError, match="pitch"):
+            coded_mask((64, 64), 0, np.random.default_rng())
+
+    def test_reference_contrast_grows_with_distance(self):
+        g = Geometry.training()
+        contrast = []
+        for d in (0.0, 10.0, 50.0):
+            ref = reference_image((128, 128), g, np.random.default_rng(3), distance_mm=d, blur_px=0)
+            contrast.append(ref.std() / ref.mean())
+        # at the mask only the amplitude (0.7 on gold, 1.0 off) makes contrast: intensities 0.49 and 1
+        assert contrast[0] == pytest.approx(0.255 / 0.745, rel=0.02)
+        # the gold's pi phase step becomes intensity contrast by propagation
+        assert contrast[0] < contrast[1] < contrast[2]
+        assert 0.6 < reference_image((128, 128), g, np.random.default_rng(3)).mean() < 0.9
+
+
+class TestForwardModel:
+    def test_sample_is_t_times_warped_reference(self):
+        """Eq. 1 checked with scipy's map_coordinates, independent of the simulator's torch warp."""
+        a = simulate_arrays(128, seed=5)
+        ref = a["reference"].astype(np.float64)
+        yy, xx = np.mgrid[:128, :128].astype(np.float64)
+        warped = ndimage.map_coordinates(ref, [yy - a["dy"], xx - a["dx"]], order=3, mode="nearest")
+        expected = a["transmission"] * warped
+        inner = (slice(8, -8), slice(8, -8))
+        # two cubic interpolants (torch's Keys kernel, scipy's B-spline) differ by ~2 % rms of the speckle contrast
+        err = np.sqrt(np.mean((a["sample"] - expected)[inner] ** 2)) / ref.std()
+        assert err < 0.03, err
+        # the wrong sign is far off: the test can tell the convention apart
+        wrong = a["transmission"] * ndimage.map_coordinates(ref, [yy + a["dy"], xx + a["dx"]], order=3, mode="nearest")
+        assert np.sqrt(np.mean((a["sample"] - wrong)[inner] ** 2)) / ref.std() > 10 * err
+
+    def test_uniform_shift_moves_pattern_right(self):
+        ref = reference_image((96, 96), Geometry.training(), np.random.default_rng(0))
+        dx = np.full(ref.shape, 2.0)
+        sam = apply_sample(ref, dx, np.zeros_like(dx), np.ones_like(dx))
+        np.testing.assert_allclose(sam[:, 10:-10], ref[:, 8:-12], atol=1e-5)
+
+    def test_displacement_is_scaled_phase_gradient(self):
+        g = Geometry()
+        y, x = np.mgrid[:64, :64]
+        phase = 0.01 * x + 0.02 * y
+        dx, dy = displacement_from_phase(phase, g)
+        np.testing.assert_allclose(dx, 0.01 * g.shift_per_gradient)
+        np.testing.assert_allclose(dy, 0.02 * g.shift_per_gradient)
+
+
+class TestSimulatePair:
+    def test_dataset_layout(self):
+        ds = simulate_pair(size=96, seed=1)
+        assert set(ds.data_vars) >= {"reference", "sample", "dx", "dy", "transmission", "phase", "support"}
+        assert ds.reference.dims == ("y", "x") and ds.reference.shape == (96, 96)
+        assert ds.x.attrs["units"] == "um" and ds.x[1] == pytest.approx(0.65)
+        assert ds.dx.attrs["units"] == "px" and ds.phase.attrs["units"] == "rad"
+        assert Geometry.from_attrs(ds.attrs) == Geometry.training(mask_pitch_px=4)
+
+    def test_same_seed_same_pair(self):
+        a, b, c = simulate_pair(96, seed=7), simulate_pair(96, seed=7), simulate_pair(96, seed=8)
+        assert a.identical(b)
+        assert not np.array_equal(a.sample.values, c.sample.values)
+
+    def test_training_phantom_ranges(self):
+        for seed in range(6):
+            a = simulate_arrays(128, seed=seed)
+            assert -20 * np.pi - 1e-6 <= a["phase"].min() and a["phase"].max() <= 1e-6
+            assert 0.8 - 1e-6 <= a["transmission"].min() and a["transmission"].max() <= 1 + 1e-6
+            assert np.hypot(a["dx"], a["dy"]).max() < 8.0  # the trained displacement range (Geometry.training)
+            assert a["support"].sum() > 0 and a["support"].mean() < 1
+
+    def test_poisson_noise(self):
+        clean = simulate_pair(128, seed=2)
+        noisy = simulate_pair(128, seed=2, photons=1000)
+        resid = (noisy.reference - clean.reference).values
+        # Poisson: variance = I / photons
+        assert np.var(resid) == pytest.approx(float(clean.reference.mean()) / 1000, rel=0.15)
+        np.testing.assert_array_equal(noisy.dx, clean.dx)
+
+    def test_lens_is_parabolic(self):
+        ds = simulate_pair(128, phantom="lens", geometry=Geometry())
+        x = np.broadcast_to(np.arange(128) - 63.5, (128, 128))
+        y = x.T
+        # a parabolic phase has a linear gradient: dx proportional to x inside the aperture (away from the rim)
+        inside = np.hypot(x, y) < 0.8 * 0.42 * 128
+        slope = np.polyfit(x[inside], ds.dx.values[inside], 1)[0]
+        from spinnet_lite.phantoms import BE_DELTA_14KEV
+
+        # thickness r^2/R -> displacement -2 delta z r / R (in pixels per pixel): X-ray lenses are concave and focus
+        expected = -2 * BE_DELTA_14KEV * 0.5 / 200e-6
+        assert slope == pytest.approx(expected, rel=0.05)
+        assert ds.transmission.values.max() <= 1.0
+
+    def test_bug_has_body(self):
+        ds = simulate_pair(128, phantom="bug", seed=0)
+        assert 0.05 < ds.support.mean() < 0.8
+        assert float(ds.phase.min()) < -1.0
+        rotated = simulate_pair(128, phantom="bug", seed=0, angle_rad=np.pi / 2)
+        assert not np.allclose(rotated.phase, ds.phase)
+
+    @pytest.mark.parametrize("kwargs,match", [
+        (dict(size=32), "at least 64"), (dict(size=(64, 64, 3)), "size"), (dict(size="big"), "size"),
+        (dict(pitch=0), "pitch"), (dict(pitch=2.5), "pitch"), (dict(phantom="cat"), "phantom"),
+        (dict(photons=-5), "photons"), (dict(photons=float("nan")), "photons"), (dict(geometry="14keV"), "geometry"),
+    ])
+    def test_bad_input(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            simulate_pair(**kwargs)

@@ -1,0 +1,55 @@
+"""Staged training: a few steps run, the history is kept, resume and overwrite rules hold."""
+import csv
+import json
+
+import pytest
+import torch
+
+from spinnet_lite.data import EVAL_SEED_BASE, VALIDATION_SEED_BASE, SimulatedPairs, pair_seed
+from spinnet_lite.model.predict import load_checkpoint
+from spinnet_lite.train import preset_config, train
+
+
+class TestData:
+    def test_items_are_deterministic(self):
+        a, b = SimulatedPairs(4)[2], SimulatedPairs(4)[2]
+        for k in a:
+            torch.testing.assert_close(a[k], b[k])
+        assert a["reference"].shape == (1, 128, 128) and a["displacement"].shape == (2, 128, 128)
+        assert a["reference"].mean().item() == pytest.approx(1.0, rel=1e-5)  # normalised by the reference mean
+
+    def test_seed_ranges_never_meet(self):
+        with pytest.raises(ValueError, match="range"):
+            SimulatedPairs(10, base=VALIDATION_SEED_BASE - 5)
+        with pytest.raises(ValueError, match="range"):
+            pair_seed(0, base=EVAL_SEED_BASE)
+        assert pair_seed(3, base=VALIDATION_SEED_BASE) == VALIDATION_SEED_BASE + 3
+
+
+def test_tiny_staged_run(tmp_path):
+    cfg = preset_config("tiny", workers=0)
+    out = tmp_path / "run"
+    record = train(cfg, out, command="test", progress=False)
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["stage"]) for r in rows] == [1, 1, 2, 3]
+    assert all(float(r["train_loss"]) > 0 and float(r["val_loss"]) > 0 for r in rows)
+    assert json.loads((out / "record.json").read_text())["steps"] == record["steps"] == 4 * 4
+    model = load_checkpoint(out / "model.pt")
+    assert model.config.name == "tiny" and not model.training
+    assert (out / "history.png").stat().st_size > 1000
+    # an existing run is neither overwritten nor resumed silently
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg, out, progress=False)
+    # resuming a finished run keeps its history
+    train(cfg, out, resume=True, progress=False)
+    assert len(list(csv.DictReader(open(out / "history.csv")))) == 4
+
+
+def test_resume_needs_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(preset_config("tiny", workers=0), tmp_path / "none", resume=True, progress=False)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="preset"):
+        preset_config("huge")
