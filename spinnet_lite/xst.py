@@ -43,8 +43,12 @@ def _resolve_device(device) -> torch.device:
 
 
 def _box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over ``window x window`` boxes, no padding: (C, H + w - 1, W + w - 1) -> (C, H, W)."""
-    return F.avg_pool2d(t.unsqueeze(0), window, stride=1).squeeze(0)
+    """Mean over ``window x window`` boxes, no padding: (C, H + w - 1, W + w - 1) -> (C, H, W).
+
+    Separable: a ``(w, 1)`` then a ``(1, w)`` average pool.
+    """
+    t = F.avg_pool2d(t.unsqueeze(0), (window, 1), stride=1)
+    return F.avg_pool2d(t, (1, window), stride=1).squeeze(0)
 
 
 def _subpixel_offset(c_minus: torch.Tensor, c0: torch.Tensor, c_plus: torch.Tensor, method: str) -> torch.Tensor:
@@ -135,14 +139,20 @@ def xst(reference, sample, window: int = 7, search: int = 5, subpixel: str = "ga
     volume = torch.empty((len(shifts), height, width), dtype=torch.float32, device=dev)
     tiny = 1e-6
     hp, wp = height + 2 * half, width + 2 * half
+    products = torch.empty((min(_CHUNK, len(shifts)), hp, wp), dtype=torch.float32, device=dev)
     for start in range(0, len(shifts), _CHUNK):
         chunk = shifts[start : start + _CHUNK]
-        # Reference displaced by (sy, sx): R_s(y, x) = R(y - sy, x - sx).
-        ref_shifted = torch.stack([ref_big[search - sy : search - sy + hp, search - sx : search - sx + wp] for sy, sx in chunk])
-        cross = _box_mean(ref_shifted * sam_pad, window)  # (C, H, W)
-        m_r = torch.stack([mean_r[search - sy : search - sy + height, search - sx : search - sx + width] for sy, sx in chunk])
-        v_r = torch.stack([var_r[search - sy : search - sy + height, search - sx : search - sx + width] for sy, sx in chunk])
-        volume[start : start + len(chunk)] = (cross - m_r * mean_s) / torch.sqrt(v_r * var_s + tiny)
+        for i, (sy, sx) in enumerate(chunk):
+            # Reference displaced by (sy, sx): R_s(y, x) = R(y - sy, x - sx), times the sample.
+            torch.mul(ref_big[search - sy : search - sy + hp, search - sx : search - sx + wp], sam_pad, out=products[i])
+        cross = _box_mean(products[: len(chunk)], window)  # (C, H, W)
+        for i, (sy, sx) in enumerate(chunk):
+            m_r = mean_r[search - sy : search - sy + height, search - sx : search - sx + width]
+            v_r = var_r[search - sy : search - sy + height, search - sx : search - sx + width]
+            out = volume[start + i]
+            torch.addcmul(cross[i], m_r, mean_s, value=-1.0, out=out)
+            out.mul_(torch.rsqrt(v_r * var_s + tiny))
+    del products
 
     best = volume.argmax(dim=0)  # (H, W)
     peak = volume.gather(0, best[None])[0]
@@ -215,7 +225,6 @@ def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: 
     xs = torch.arange(width, dtype=torch.float32, device=dev)[None, :].expand(height, width)
     tx0, ty0 = dx.to(torch.float32), dy.to(torch.float32)
     tx, ty = tx0.clone(), ty0.clone()
-    eye = torch.eye(3, dtype=torch.float32, device=dev)
     for _ in range(iterations):
         for r0 in range(0, height, rows):
             sl = slice(r0, min(height, r0 + rows))
@@ -224,20 +233,29 @@ def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: 
             grid = torch.stack([2 * px / (big_w - 1) - 1, 2 * py / (big_h - 1) - 1], -1).reshape(1, -1, k * k, 2)
             values = F.grid_sample(ref_big, grid, mode="bicubic", padding_mode="border", align_corners=True)
             values = values.reshape(py.shape)
-            inner = values[..., 1:-1, 1:-1]
-            grad_x = 0.5 * (values[..., 1:-1, 2:] - values[..., 1:-1, :-2])
-            grad_y = 0.5 * (values[..., 2:, 1:-1] - values[..., :-2, 1:-1])
-            cols = torch.stack([inner, grad_x, grad_y], -1).reshape(py.shape[0], width, window * window, 3)
-            cols = cols - cols.mean(-2, keepdim=True)
-            normal = cols.transpose(-1, -2) @ cols  # (r, W, 3, 3)
-            rhs = (cols.transpose(-1, -2) @ sam_win[sl][..., None])[..., 0]
-            scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-12)
-            coef, info = torch.linalg.solve_ex(normal + 1e-6 * scale[..., None, None] * eye, rhs)
-            gain = coef[..., 0]
-            ok = (info == 0) & (gain.abs() > 1e-3) & torch.isfinite(coef).all(-1)
-            safe_gain = torch.where(ok, gain, torch.ones_like(gain))
-            step_x = torch.where(ok, -coef[..., 1] / safe_gain, torch.zeros_like(gain)).clamp(-1, 1)
-            step_y = torch.where(ok, -coef[..., 2] / safe_gain, torch.zeros_like(gain)).clamp(-1, 1)
+            inner = values[..., 1:-1, 1:-1].reshape(-1, width, window * window)
+            grad_x = (0.5 * (values[..., 1:-1, 2:] - values[..., 1:-1, :-2])).reshape(inner.shape)
+            grad_y = (0.5 * (values[..., 2:, 1:-1] - values[..., :-2, 1:-1])).reshape(inner.shape)
+            inner = inner - inner.mean(-1, keepdim=True)
+            grad_x = grad_x - grad_x.mean(-1, keepdim=True)
+            grad_y = grad_y - grad_y.mean(-1, keepdim=True)
+            target = sam_win[sl]
+            # Normal equations of  target = a * inner + cx * grad_x + cy * grad_y  (3 x 3, symmetric).
+            m00, m01, m02 = (inner * inner).sum(-1), (inner * grad_x).sum(-1), (inner * grad_y).sum(-1)
+            m11, m12, m22 = (grad_x * grad_x).sum(-1), (grad_x * grad_y).sum(-1), (grad_y * grad_y).sum(-1)
+            b0, b1, b2 = (inner * target).sum(-1), (grad_x * target).sum(-1), (grad_y * target).sum(-1)
+            # Cramer's rule via the adjugate.
+            c00, c01, c02 = m11 * m22 - m12 * m12, m02 * m12 - m01 * m22, m01 * m12 - m02 * m11
+            c11, c12, c22 = m00 * m22 - m02 * m02, m01 * m02 - m00 * m12, m00 * m11 - m01 * m01
+            det = m00 * c00 + m01 * c01 + m02 * c02
+            gain_num = c00 * b0 + c01 * b1 + c02 * b2  # a * det
+            cx_num = c01 * b0 + c11 * b1 + c12 * b2
+            cy_num = c02 * b0 + c12 * b1 + c22 * b2
+            scale = (m00 * m11 * m22).clamp(min=1e-30)
+            ok = (det.abs() > 1e-6 * scale) & (gain_num.abs() > 1e-3 * det.abs())
+            safe = torch.where(ok, gain_num, torch.ones_like(gain_num))
+            step_x = torch.where(ok, -cx_num / safe, torch.zeros_like(safe)).clamp(-1, 1)
+            step_y = torch.where(ok, -cy_num / safe, torch.zeros_like(safe)).clamp(-1, 1)
             tx[sl] = torch.minimum(torch.maximum(tx[sl] + step_x, tx0[sl] - 1), tx0[sl] + 1)
             ty[sl] = torch.minimum(torch.maximum(ty[sl] + step_y, ty0[sl] - 1), ty0[sl] + 1)
     return tx.to(torch.float64), ty.to(torch.float64)

@@ -1,0 +1,75 @@
+"""Bundle a finished training run as the package's pretrained weights.
+
+    python tools/bundle_weights.py runs/lite [--name lite] [--n 24] [--overwrite]
+
+Copies ``RUN/model.pt`` to ``spinnet_lite/weights/NAME.pt`` and ``RUN/history.csv`` to
+``NAME_history.csv``, evaluates the model on the held-out set against XST
+(``benchmarks/evaluate.py``) and measures the speed (``benchmarks/speed.py``), and writes
+``NAME.json``: the training record (command, configurations, seeds, time) plus those figures.
+Nothing is overwritten without ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "spinnet_lite" / "weights"
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def _bench(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="training run folder (model.pt, history.csv, record.json)")
+    parser.add_argument("--name", default="lite")
+    parser.add_argument("--n", type=int, default=24, help="held-out pairs to evaluate")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    from spinnet_lite.model.predict import load_checkpoint
+
+    targets = {k: WEIGHTS / f"{args.name}{suffix}" for k, suffix in
+               (("pt", ".pt"), ("json", ".json"), ("history", "_history.csv"))}
+    clash = [str(p) for p in targets.values() if p.exists()]
+    if clash and not args.overwrite:
+        print(f"bundle_weights: error: {', '.join(clash)} exist; pass --overwrite", file=sys.stderr)
+        return 2
+    model_path = args.run / "model.pt"
+    model = load_checkpoint(model_path)
+    if model_path.stat().st_size > MAX_BYTES:
+        print(f"bundle_weights: error: {model_path} is over 10 MB", file=sys.stderr)
+        return 2
+    record = json.loads((args.run / "record.json").read_text())
+    t0 = time.perf_counter()
+    rows, summary = _bench("evaluate").evaluate("xst,spinnet", n=args.n, model=model)
+    speed = _bench("speed").measure(512, 5, model)
+    record["evaluation"] = {"heldout_pairs": args.n, "border": 8, "summary": summary,
+                            "rows": [{k: v for k, v in r.items()} for r in rows],
+                            "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {args.n}"}
+    record["speed"] = {**speed, "command": "python benchmarks/speed.py --size 512"}
+    record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
+    WEIGHTS.mkdir(exist_ok=True)
+    shutil.copyfile(model_path, targets["pt"])
+    shutil.copyfile(args.run / "history.csv", targets["history"])
+    targets["json"].write_text(json.dumps(record, indent=2, default=lambda o: None if o != o else str(o)))
+    s, x = summary["spinnet"], summary["xst"]
+    print(f"bundled {targets['pt']} ({targets['pt'].stat().st_size / 1e6:.1f} MB)")
+    print(f"median displacement RMSE: spinnet {s['median_displacement_rmse']:.4f} px, xst {x['median_displacement_rmse']:.4f} px; "
+          f"spinnet wins on {summary['comparison']['spinnet_win_rate_rmse']:.0%} of {args.n} pairs")
+    print(f"speed 512x512: spinnet {speed['spinnet_s']:.3f} s, xst {speed['xst_s']:.3f} s, ratio {speed['speedup']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
