@@ -41,7 +41,7 @@ evaluate: setup
 
 # Reproduce the bundled weights (about 2 hours on a 2-core CPU), then evaluate and bundle them.
 train-lite: setup
-	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 112 --lr 4e-4 --threads 2 --workers 1
+	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 98 --lr 1e-3 --threads 2 --workers 1
 	$(PY) tools/bundle_weights.py runs/lite
 
 clean:

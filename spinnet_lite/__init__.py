@@ -9,6 +9,11 @@ Public API (DESIGN.md section 4)::
 """
 from .geometry import Geometry
 
+# Imported eagerly (numpy/xarray, no torch): the function shares its name with the submodule
+# ``spinnet_lite.reconstruct``, and a lazy import would leave the *module* bound to
+# ``spinnet_lite.reconstruct`` once anything has imported the submodule.
+from .reconstruct import reconstruct
+
 __version__ = "0.1.0"
 
 __all__ = ["Geometry", "simulate_pair", "reconstruct", "load_pretrained", "__version__"]
@@ -19,10 +24,6 @@ def __getattr__(name):  # lazy: importing the package stays cheap (no torch unti
         from .simulate import simulate_pair
 
         return simulate_pair
-    if name == "reconstruct":
-        from .reconstruct import reconstruct
-
-        return reconstruct
     if name == "load_pretrained":
         from .pretrained import load_pretrained
 

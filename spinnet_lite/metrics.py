@@ -104,14 +104,16 @@ def error_regime(value: float) -> str:
 
 
 def background_region(support, erode: int = 3, border: int = 0) -> np.ndarray:
-    """Boolean mask of the sample-free region: ``support == 0`` eroded by ``erode`` pixels, cropped."""
+    """Boolean mask of the sample-free region: ``support == 0`` eroded by ``erode`` pixels
+    (square structuring element, so at least ``erode`` px from the sample in every direction),
+    then cropped by ``border``."""
     support = np.asarray(getattr(support, "values", support))
     if support.ndim != 2:
         raise ValueError(f"support: expected a 2-D array (y, x), got shape {support.shape}")
     free = support == 0
     if erode:
         # Pixels beyond the image edge count as sample-free, so only the sample's edge erodes.
-        free = ndimage.binary_erosion(free, iterations=int(erode), border_value=1)
+        free = ndimage.binary_erosion(free, structure=np.ones((3, 3), bool), iterations=int(erode), border_value=1)
     return _crop(free, border)
 
 

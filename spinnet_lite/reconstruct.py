@@ -75,14 +75,21 @@ def _run_xst(ref, sam, options):
     return xst(ref, sam, **options)
 
 
+#: Images larger than this on a side go through the network in overlapping tiles
+#: (:func:`spinnet_lite.tiling.predict_tiled`), so memory stays bounded.
+DEFAULT_TILE = 1024
+
+
 def _run_spinnet(ref, sam, model, options):
-    from .model.predict import predict
+    from .tiling import predict_tiled
 
     if model is None:
         from .pretrained import load_pretrained
 
         model = load_pretrained()
-    return predict(model, ref, sam, **options)
+    options = {"tile": DEFAULT_TILE, **options}
+    # One plain predict() when the image fits in a tile, else overlapping tiles.
+    return predict_tiled(model, ref, sam, **options)
 
 
 def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry: Geometry | None = None,
@@ -102,7 +109,10 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         **options: passed to the method: for ``"xst"`` the keywords of
             :func:`spinnet_lite.xst.xst` (``window``, ``search``, ``subpixel``, ``refine``,
             ``device``); for ``"spinnet"`` those of :func:`spinnet_lite.model.predict.predict`
-            (e.g. ``batch_size``, ``device``).
+            (e.g. ``batch_size``, ``device``) and ``tile`` (default 1024) and ``overlap``
+            (default 32): an image larger than ``tile`` on a side is run in overlapping
+            ``tile x tile`` windows, blended (:func:`spinnet_lite.tiling.predict_tiled`), so
+            a 2112 x 2112 frame fits in a laptop's memory.
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:
@@ -126,10 +136,10 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         _check_options(method, xst, 2, options)
     else:
         try:
-            from .model.predict import predict
+            from .tiling import predict_tiled
         except ImportError as exc:  # pragma: no cover - the network is part of the package
             raise ValueError(f"method 'spinnet' is not available: {exc}") from None
-        _check_options(method, predict, 3, options)
+        _check_options(method, predict_tiled, 3, options)  # predict's options plus tile, overlap
     ref, sam = as_pair(reference, sample)
 
     if method == "xst":

@@ -114,10 +114,72 @@ def check_02_coded_mask_simulator(out: Path) -> None:
                          "dataset_examples.png"])
 
 
+def check_03_building_spinnet(out: Path) -> None:
+    s = load_summary(out)
+    assert s["quick"] is True
+    # the feature pyramid: level l is 2**(l-1) times smaller than the input
+    for level, (channels, height, width) in s["pyramid_shapes"].items():
+        assert height == width == s["size"] // 2 ** (int(level) - 1), (level, height)
+    assert s["pyramid_shapes"]["1"][0] == 1
+    # the prop-layer undoes a known shift: an integer shift exactly, a sub-pixel one to < 0.1 px
+    assert s["warp_error_px"] < 0.1
+    assert s["warp_residual_integer"] < 1e-4
+    assert s["warp_residual_after"] < s["warp_residual_before"] / 3
+    # the cost volume (mean over the image) peaks at the known shift
+    assert s["cost_volume_peak"] == s["expected_peak"]
+    assert all(abs(v) <= s["cost_volume_search_range"] for v in s["expected_peak"])
+    # a forward pass: cost volume (2N+1)^2 channels, PhaseNet 2 out, TNet 6 in / 1 out, at each level
+    shapes = s["level_shapes"]
+    side = 2 * s["search_range"] + 1
+    levels = [k for k in shapes if k != "refiners"]
+    assert levels == [str(level) for level in range(6, 1, -1)]
+    for level in levels:
+        row = shapes[level]
+        size = s["pair_size"] // 2 ** (int(level) - 1)
+        assert row["cost_volume"] == [side * side, size, size]
+        assert row["phase_net_out"] == [2, size, size] and row["t_net_out"] == [1, size, size]
+        assert row["t_net_in"] == [6, size, size]
+        assert row["phase_net_in"][0] > side * side + 2
+    assert shapes["refiners"]["phase_refiner_out"][0] == 2 and shapes["refiners"]["t_refiner_out"][0] == 1
+    assert s["output_displacement_shape"] == [1, 2, s["pair_size"], s["pair_size"]]
+    # parameter counts: the seed-sized network has 4-7 M, lite far fewer
+    assert 4e6 <= s["params_full"] <= 7e6
+    assert s["params_tiny"] < s["params_lite"] < s["params_full"] / 3
+    for name, table in s["parameter_tables"].items():
+        assert sum(v for k, v in table.items() if k != "total") == table["total"], name
+    # Eq. 4 of an untrained network, which predicts about d = 0, T = 1: about 2
+    assert s["zero_guess_pair_error"] == pytest.approx(2.0, abs=0.1)
+    assert s["untrained_pair_error"] == pytest.approx(s["zero_guess_pair_error"], abs=0.2)
+    assert_figures(out, ["feature_pyramid.png", "warp_residual.png", "cost_volume.png", "parameter_counts.png"])
+
+
+def check_04_staged_training(out: Path) -> None:
+    s = load_summary(out)
+    assert s["quick"] is True and s["source"] == "quick run" and s["model_config"] == "tiny"
+    assert s["init_level_copies"] is True
+    # the quick run's history: the tiny preset's 2 + 1 + 1 epochs, stages in order
+    assert s["history_rows"] == s["n_epochs"] == sum(s["epochs_per_stage"]) == 4
+    assert s["epochs_per_stage"] == [2, 1, 1]
+    assert s["stages_in_order"] is True
+    assert math.isfinite(s["final_val_loss"]) and s["final_val_loss"] > 0
+    assert s["bundled_history_rows"] >= 1
+    for name in ("history.csv", "model.pt", "record.json"):
+        assert (out / "run" / name).is_file(), f"the quick training run did not write {name}"
+    # one Eq. 4 pair error per stage path: (3, no refiners), (2, no refiners), (2, refiners)
+    assert s["stage_paths"] == [[3, False], [2, False], [2, True]]
+    errors = s["stage_pair_errors"]
+    assert len(errors) == 3 and all(math.isfinite(e) and e >= 0 for e in errors)
+    for error, terms in zip(errors, s["stage_error_terms"]):
+        assert error == pytest.approx(sum(terms.values()), rel=1e-3)
+    assert_figures(out, ["loss_curves.png", "stage_predictions.png", "stage_profiles.png"])
+
+
 #: notebook stem -> check on its OUTPUT_DIR.  Register every new notebook here.
 CHECKS = {
     "01_speckle_physics": check_01_speckle_physics,
     "02_coded_mask_simulator": check_02_coded_mask_simulator,
+    "03_building_spinnet": check_03_building_spinnet,
+    "04_staged_training": check_04_staged_training,
 }
 
 

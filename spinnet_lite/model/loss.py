@@ -65,7 +65,8 @@ def pair_error(pred, gt, eps: float = 1e-8) -> torch.Tensor:
     return (numerator / denominator).sum(1)
 
 
-def multilevel_loss(output: dict, dx_dy_gt: torch.Tensor, t_gt: torch.Tensor, weights: dict | None = None):
+def multilevel_loss(output: dict, dx_dy_gt: torch.Tensor, t_gt: torch.Tensor, weights: dict | None = None,
+                    eps: float = 1e-8):
     """Weighted Eq. 4 over the levels of a :class:`SPINNet` output and its final output.
 
     The ground truth is average-pooled to each level (displacements stay in full-resolution
@@ -77,6 +78,9 @@ def multilevel_loss(output: dict, dx_dy_gt: torch.Tensor, t_gt: torch.Tensor, we
         t_gt: ``(B, 1, H, W)`` ground-truth transmission.
         weights: ``{level: weight, "final": weight}``; default :data:`DEFAULT_WEIGHTS`.
             Levels missing from ``weights`` are skipped.
+        eps: floor on the mean square of each ground-truth map (see :func:`pair_error`).
+            Training uses 1e-2 (px^2): without it a pair whose displacements are nearly 0
+            everywhere dominates the batch and its gradients can blow the training up.
 
     Returns:
         ``(loss, terms)``: the weighted sum averaged over the batch (a scalar tensor with
@@ -99,11 +103,11 @@ def multilevel_loss(output: dict, dx_dy_gt: torch.Tensor, t_gt: torch.Tensor, we
             continue
         factor = height // displacement.shape[-2]
         gt_level = F.avg_pool2d(gt, factor) if factor > 1 else gt
-        error = pair_error((displacement, transmission), gt_level).mean()
+        error = pair_error((displacement, transmission), gt_level, eps=eps).mean()
         total = total + weights[level] * error
         terms[f"level_{level}"] = float(error.detach())
     if weights.get("final", 0) != 0:
-        error = pair_error((output["displacement"], output["transmission"]), gt).mean()
+        error = pair_error((output["displacement"], output["transmission"]), gt, eps=eps).mean()
         total = total + weights["final"] * error
         terms["final"] = float(error.detach())
     terms["total"] = float(total.detach())
