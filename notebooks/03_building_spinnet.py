@@ -148,8 +148,9 @@ save(fig, "feature_pyramid.png")
 # `spinnet_lite.model.warp` does it with bilinear `grid_sample`; `inverse_warp(sample, d)`
 # $= $ `warp(sample, -d)` brings a sample image back to the reference frame.
 #
-# Test: make a sample image from the reference with the forward model (`simulate.warp`,
-# bicubic) and a known sub-pixel shift, then warp it back with the network's `inverse_warp`.
+# Test: make a sample image from the reference with the simulator's forward model
+# (`simulate.warp`, its own interpolation) and a known sub-pixel shift, then warp it back with
+# the network's `inverse_warp`.
 # The residual $\mathrm{back} - I_r$ should be small, and the shift left in it should be
 # about zero. We measure that shift by linearising, $\mathrm{back} - I_r \approx -\nabla I_r
 # \cdot \delta$, and solving for $\delta$ by least squares over the interior.
@@ -165,7 +166,7 @@ def remaining_shift(image, reference, border):
 
 
 def shift_and_back(shift):
-    """Forward-model shift (bicubic) then the network's inverse warp (bilinear)."""
+    """The simulator's forward-model shift, then the network's inverse warp (bilinear)."""
     dy, dx = shift
     sample = forward_warp(reference, np.full(reference.shape, dx), np.full(reference.shape, dy))
     d = torch.tensor([dx, dy], dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, SIZE, SIZE)
@@ -196,9 +197,9 @@ summary.update(warp_shift=list(SHIFT), warp_error_px=warp_error, warp_remaining_
 # For a whole-pixel shift the warp is exact. For the sub-pixel part, interpolation blurs the
 # finest speckle a little: the residual is not zero but a fine-grained pattern along the
 # speckle edges (right panel, colour scale magnified), and the shift left in it is a few
-# hundredths of a pixel, the disagreement of the two interpolations (bicubic forward,
-# bilinear back). That is what the prop-layer needs: the estimate is undone, and the
-# network's next parts measure what is left.
+# hundredths of a pixel at most, the disagreement of the two interpolations (the simulator's
+# and the network's bilinear one). That is what the prop-layer needs: the estimate is
+# undone, and the network's next parts measure what is left.
 
 # %%
 zoom = slice(border, border + min(64, SIZE - 2 * border))

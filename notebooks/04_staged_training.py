@@ -27,9 +27,9 @@
 #
 # The loss is Eq. 4 applied at every level of the path (the ground truth average-pooled to the
 # level) and to the final, full-size output, with the weights of
-# `spinnet_lite.model.loss.DEFAULT_WEIGHTS`; Adam at $10^{-4}$ (scaled per stage), halved
-# every few epochs. Every epoch draws fresh simulated pairs from new seeds; the validation
-# pairs are fixed and never trained on.
+# `spinnet_lite.model.loss.DEFAULT_WEIGHTS`; Adam with a learning rate scaled per stage and
+# halved every few epochs. Every epoch draws fresh simulated pairs from new seeds; the
+# validation pairs are fixed and never trained on.
 #
 # The notebook shows the loss curves of the three stages (as the seed's Fig. 4) and what
 # each stage's path predicts for one held-out pair (as the seed's Fig. S3). With
@@ -93,7 +93,12 @@ def read_history(path):
 # Before stage 2, `SPINNet.init_level_from(3, 2)` copies level 3's PhaseNet and TNet into level
 # 2: both see inputs of the same width (notebook 03), and level 3 has just learnt what level 2
 # has to do at twice the resolution, so level 2 starts from a working estimator instead of
-# from scratch. The loss weights per level:
+# from scratch. Below: the loss weights per level, the copy checked on a fresh network, and
+# the training presets (`preset_config`): epochs per stage, the share of a time budget each
+# stage gets, the learning rate and its per-stage scale and halving period. In the training
+# loss each denominator of Eq. 4 has a small floor (`loss_eps`, px²), so that a pair with
+# almost no displacement cannot dominate a batch; the validation pair error is Eq. 4 without
+# it.
 
 # %%
 print("STAGES (stage: (last_level, refine)):", STAGES)
@@ -106,6 +111,8 @@ after = all(torch.equal(a, b) for nets in (demo.phase_nets, demo.t_nets)
             for a, b in zip(nets["2"].state_dict().values(), nets["3"].state_dict().values()))
 print(f"level 2 == level 3 before init_level_from: {before}; after: {after}")
 summary["init_level_copies"] = bool(after and not before)
+for name in ("tiny", "lite"):
+    print(f"preset {name!r}:", {k: v for k, v in preset_config(name).to_dict().items() if k != "spec"})
 
 # %% [markdown]
 # ## 2 · The run: bundled, or trained here

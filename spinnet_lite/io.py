@@ -13,6 +13,10 @@ import numpy as np
 READ_FORMATS = (".npy", ".npz", ".tif", ".tiff", ".h5", ".hdf5", ".nxs", ".nc")
 
 
+class _ReadError(ValueError):
+    """A message of this module's own (it already names the file)."""
+
+
 def _split(path) -> tuple[Path, str | None]:
     text = os.fspath(path)
     if "::" in text:
@@ -59,19 +63,19 @@ def read_image(path, name: str | None = None) -> np.ndarray:
             with h5py.File(file, "r") as h5:
                 if inner is not None:
                     if inner not in h5:
-                        raise ValueError(f"{file}: no dataset {inner!r}")
+                        raise _ReadError(f"{file}: no dataset {inner!r}")
                     return np.asarray(h5[inner])
                 found = []
                 h5.visititems(lambda k, v: found.append(k) if isinstance(v, h5py.Dataset) and v.ndim == 2 else None)
                 if not found:
-                    raise ValueError(f"{file}: no 2-D dataset found")
+                    raise _ReadError(f"{file}: no 2-D dataset found")
                 return np.asarray(h5[found[0]])
         if suffix == ".nc":
             import xarray as xr
 
             with xr.open_dataset(file) as ds:
                 return _pick(file, {k: ds[k].values for k in ds.data_vars}, inner)
-    except ValueError:
+    except _ReadError:
         raise
     except Exception as exc:  # corrupt or unreadable file: one clear line, not a deep traceback
         raise ValueError(f"{file}: cannot read as {suffix} ({type(exc).__name__}: {exc})") from None
@@ -81,12 +85,12 @@ def read_image(path, name: str | None = None) -> np.ndarray:
 def _pick(file, arrays: dict, inner: str | None) -> np.ndarray:
     if inner is not None:
         if inner not in arrays:
-            raise ValueError(f"{file}: no array {inner!r}; it holds {', '.join(arrays) or 'nothing'}")
+            raise _ReadError(f"{file}: no array {inner!r}; it holds {', '.join(arrays) or 'nothing'}")
         return arrays[inner]
     for value in arrays.values():
         if np.ndim(value) == 2:
             return value
-    raise ValueError(f"{file}: no 2-D array found")
+    raise _ReadError(f"{file}: no 2-D array found")
 
 
 def write_dataset(ds, path, overwrite: bool = False) -> Path:

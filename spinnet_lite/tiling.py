@@ -16,6 +16,7 @@ the image size.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -60,6 +61,10 @@ def blend_weight(shape, start: tuple[int, int], tile_shape: tuple[int, int], ove
     return wy[:, None] * wx[None, :]
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def predict_tiled(model, reference, sample, tile: int = 512, overlap: int = 32, batch_size: int = 4,
                   device=None) -> dict[str, np.ndarray]:
     """:func:`spinnet_lite.model.predict.predict` on overlapping tiles, blended back.
@@ -85,11 +90,11 @@ def predict_tiled(model, reference, sample, tile: int = 512, overlap: int = 32, 
     """
     from .model.predict import predict
 
-    if isinstance(tile, bool) or int(tile) != tile or tile < MIN_SIZE:
+    if not _is_int(tile) or tile < MIN_SIZE:
         raise ValueError(f"predict_tiled: tile must be an integer >= {MIN_SIZE} px, got {tile!r}")
-    if isinstance(overlap, bool) or int(overlap) != overlap or not 0 <= overlap < tile / 2:
+    if not _is_int(overlap) or not 0 <= overlap < tile / 2:
         raise ValueError(f"predict_tiled: overlap must be an integer in [0, tile/2 = {tile / 2:g}), got {overlap!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+    if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"predict_tiled: batch_size must be a positive integer, got {batch_size!r}")
     tile, overlap, batch_size = int(tile), int(overlap), int(batch_size)
     ref, sam = as_pair(reference, sample)

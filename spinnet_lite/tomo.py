@@ -258,7 +258,9 @@ def _fbp_astra(sinogram: np.ndarray, angles_deg: np.ndarray, filter: str) -> np.
         astra.algorithm.delete(alg)
         astra.data2d.delete([sino_id, rec_id])
         astra.projector.delete(projector)
-    return _orient_astra(np.asarray(rec, dtype=np.float64))
+    rec = _orient_astra(np.asarray(rec, dtype=np.float64))
+    rec[~circle_mask(n_det)] = 0.0  # as iradon(circle=True): only the inscribed disc is seen at every angle
+    return rec
 
 
 def _orient_astra(rec: np.ndarray) -> np.ndarray:
@@ -303,7 +305,8 @@ def fbp(sinogram, angles=None, filter: str = "ramp", backend: str = "auto") -> n
 
     Returns:
         ``(n, n)`` float64 slice indexed ``[z, x]`` (``n`` the detector width), in the
-        sinogram's units per pixel; zero outside the inscribed circle with scikit-image.
+        sinogram's units per pixel; zero outside the inscribed circle (the region every
+        projection sees).
 
     Raises:
         ValueError: not 2-D, angles missing or of the wrong length, an unknown filter or

@@ -72,7 +72,9 @@ class TestReconstructCommand:
         with xr.open_dataset(out) as r:
             assert {"dx", "dy", "transmission", "phase"} <= set(r.data_vars)
             inner = (slice(12, -12), slice(12, -12))
-            assert float(np.sqrt(np.mean((r.dx.values - ds.dx.values)[inner] ** 2))) < 0.5
+            # the round trip, not XST's accuracy (tests/test_xst.py): most pixels match the truth
+            assert float(np.median(np.abs(r.dx.values - ds.dx.values)[inner])) < 0.1
+            assert r.phase.attrs["units"] == "rad"
 
     def test_errors(self, tmp_path, capsys):
         np.save(tmp_path / "a.npy", np.random.rand(96, 96))

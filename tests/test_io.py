@@ -10,9 +10,6 @@ IMAGE = np.arange(64 * 80, dtype=np.float32).reshape(64, 80) / 100.0
 # read_image() passes ValueErrors raised inside numpy, tifffile and xarray through unchanged
 # (its ``except ValueError: raise`` is meant for its own messages), so those errors do not
 # name the file. Strict: once io.py wraps them, these tests pass and the marker must go.
-REREAISED_LIBRARY_ERROR = pytest.mark.xfail(
-    strict=True, raises=(ValueError, AssertionError),
-    reason="io.read_image re-raises library ValueErrors without the file name")
 
 
 class TestRoundTrip:
@@ -84,11 +81,11 @@ class TestErrors:
             read_image(path)
 
     @pytest.mark.parametrize("suffix", [
-        pytest.param(".npy", marks=REREAISED_LIBRARY_ERROR),
-        pytest.param(".npz", marks=REREAISED_LIBRARY_ERROR),
-        pytest.param(".tif", marks=REREAISED_LIBRARY_ERROR),
+        ".npy",
+        ".npz",
+        ".tif",
         ".h5",
-        pytest.param(".nc", marks=REREAISED_LIBRARY_ERROR),
+        ".nc",
     ])
     def test_corrupt_file(self, tmp_path, suffix):
         # One line that names the file, whichever library failed.
@@ -131,7 +128,6 @@ class TestErrors:
         with pytest.raises(ValueError, match="no array 'sample'"):
             read_image(path, name="sample")
 
-    @REREAISED_LIBRARY_ERROR
     def test_pickled_npy_refused(self, tmp_path):
         path = tmp_path / "obj.npy"
         np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
