@@ -60,6 +60,7 @@ import numpy as np
 
 from spinnet_lite import Geometry
 from spinnet_lite import phantoms
+from spinnet_lite.metrics import grain_size_px, speckle_contrast
 from spinnet_lite.propagate import fresnel_propagate, fresnel_spread_px, transfer_function
 from spinnet_lite.simulate import (MASK_AMPLITUDE, MASK_PHASE, MASK_TRANSMISSION_GAIN, apply_sample,
                                    coded_mask, displacement_from_phase, reference_image)
@@ -208,29 +209,12 @@ save(fig, "mask_propagation.png")
 #   Right behind the mask $\Gamma$ is a triangle of half-width one cell, so the grain size is the
 #   pitch.
 #
-# The two functions below compute these. The patterns come from
+# `spinnet_lite.metrics.speckle_contrast` and `grain_size_px` compute these. The patterns come from
 # `spinnet_lite.simulate.reference_image` (the simulator's own path: a mask larger than the
 # image by the Fresnel spread, propagated and cropped), without detector blur, at every
 # distance, pitch and energy of the parameters cell.
 
 # %%
-def speckle_contrast(image):
-    """C = std / mean."""
-    return float(np.std(image) / np.mean(image))
-
-
-def grain_size_px(image):
-    """FWHM (px) of the normalised autocorrelation peak, mean of the x and y profiles."""
-    f = image - image.mean()
-    ac = np.fft.ifft2(np.abs(np.fft.fft2(f)) ** 2).real
-    ac /= ac[0, 0]
-    widths = []
-    for profile in (ac[0, : ac.shape[1] // 2], ac[: ac.shape[0] // 2, 0]):
-        i = int(np.argmax(profile < 0.5))  # first lag below one half
-        widths.append(2 * (i - 1 + (profile[i - 1] - 0.5) / (profile[i - 1] - profile[i])))
-    return float(np.mean(widths))
-
-
 def scan(geometry, pitch):
     """Contrast and grain size of the simulator's reference at every distance."""
     c, g = [], []

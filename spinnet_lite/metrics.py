@@ -211,3 +211,28 @@ def _get(data, name: str):
         return data[name]
     except (KeyError, TypeError):
         return None
+
+
+# ---- speckle statistics (of a reference pattern) --------------------------------------------
+def speckle_contrast(image) -> float:
+    """Visibility of a speckle pattern: ``C = std / mean``."""
+    image = np.asarray(image, dtype=np.float64)
+    return float(np.std(image) / np.mean(image))
+
+
+def grain_size_px(image) -> float:
+    """Speckle grain size: FWHM (px) of the normalised autocorrelation peak, mean of x and y.
+
+    The autocorrelation ``<I~(r) I~(r + D)> / <I~^2>`` (``I~ = I - <I>``) is computed with the FFT;
+    its x and y profiles are interpolated linearly to their first crossing of 1/2.  Right behind
+    a mask of cell size ``a`` the peak is a triangle of half-width ``a``, so the grain is ``a``.
+    """
+    f = np.asarray(image, dtype=np.float64)
+    f = f - f.mean()
+    ac = np.fft.ifft2(np.abs(np.fft.fft2(f)) ** 2).real
+    ac /= ac[0, 0]
+    widths = []
+    for profile in (ac[0, : ac.shape[1] // 2], ac[: ac.shape[0] // 2, 0]):
+        i = int(np.argmax(profile < 0.5))  # first lag below one half
+        widths.append(2 * (i - 1 + (profile[i - 1] - 0.5) / (profile[i - 1] - profile[i])))
+    return float(np.mean(widths))

@@ -170,3 +170,19 @@ class TestHeldOutSet:
         assert data.EVAL_SEED_BASE == EVAL_SEED_BASE
         with pytest.raises(ValueError):
             heldout_specs(0)
+
+
+class TestSpeckleStatistics:
+    def test_contrast_of_two_level_pattern(self):
+        from spinnet_lite.metrics import speckle_contrast
+
+        img = np.where(np.arange(64 * 64).reshape(64, 64) % 2, 1.0, 0.49)
+        assert speckle_contrast(img) == pytest.approx(0.255 / 0.745)
+
+    def test_grain_of_a_mask_is_its_pitch(self):
+        from spinnet_lite.metrics import grain_size_px
+        from spinnet_lite.simulate import coded_mask
+
+        for pitch in (2, 4, 8):
+            mask = coded_mask((256, 256), pitch, np.random.default_rng(pitch))
+            assert grain_size_px(mask) == pytest.approx(pitch, rel=0.1)
