@@ -52,7 +52,6 @@ if QUICK:  # every code path still runs, on less data
 
 # %%
 # %matplotlib inline
-import csv
 import json
 import time
 from pathlib import Path
@@ -67,7 +66,7 @@ from spinnet_lite.evalset import heldout_specs, simulate_spec
 from spinnet_lite.metrics import displacement_rmse, pair_error_terms
 from spinnet_lite.model import DEFAULT_WEIGHTS, SPINNet, load_checkpoint, pair_error
 from spinnet_lite.pretrained import HISTORY
-from spinnet_lite.train import HISTORY_FIELDS, STAGES, plot_history, preset_config, train
+from spinnet_lite.train import HISTORY_FIELDS, STAGES, plot_history, preset_config, read_history, train
 
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
@@ -78,12 +77,6 @@ def save(fig, name):
     """Save a figure into OUTPUT_DIR (PNG) and keep it displayed inline."""
     fig.savefig(out / name, dpi=110, bbox_inches="tight")
 
-
-def read_history(path):
-    """A run's history.csv as a list of dicts (stage, epoch, step as int; the rest float)."""
-    with open(path, newline="") as fh:
-        return [{k: int(v) if k in ("stage", "epoch", "step") else float(v) for k, v in row.items()}
-                for row in csv.DictReader(fh)]
 
 
 # %% [markdown]

@@ -71,7 +71,8 @@ class TrainConfig:
 
 PRESETS = {
     # a few seconds: tests and the quick notebooks
-    "tiny": dict(preset="tiny", patch=64, batch_size=4, epoch_pairs=16, val_pairs=4, stage_epochs=(2, 1, 1), halve_every=2),
+    "tiny": dict(preset="tiny", patch=64, batch_size=4, epoch_pairs=16, val_pairs=4, stage_epochs=(2, 1, 1), halve_every=2,
+                 threads=1),  # one thread: a small net gains nothing from two, and loses 10x on a busy CPU
     # the bundled weights: about an hour or two on a 2-core CPU
     # Stage 1 (levels 6..3) gets a small share: the training displacements (<= ~5.5 px) are
     # sub-pixel at levels 4-6, and only level 2 resolves them (measured: after 150 steps the
@@ -138,6 +139,13 @@ def write_history(history: list[dict], out_dir: Path):
         writer.writerows(history)
 
 
+def read_history(path) -> list[dict]:
+    """A run's ``history.csv`` (inverse of :func:`write_history`): stage/epoch/step as int, the rest float."""
+    ints = ("stage", "epoch", "step")
+    with open(path, newline="") as f:
+        return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def plot_history(history: list[dict], path=None):
     """Train/validation loss per epoch, stages shaded (as seed Fig. 4); returns the Figure."""
     import matplotlib
@@ -157,7 +165,7 @@ def plot_history(history: list[dict], path=None):
             ax.axvspan(idx[0] - 0.5, idx[-1] + 0.5, color=colour, zorder=0)
             ax.text((idx[0] + idx[-1]) / 2, 1.0, f"stage {s}", transform=ax.get_xaxis_transform(), ha="center", va="bottom")
     ax.set_xlabel("epoch (all stages)")
-    ax.set_ylabel("Eq. 4 loss")
+    ax.set_ylabel("loss (multi-level Eq. 4) / pair error")
     ax.legend()
     fig.tight_layout()
     if path is not None:
