@@ -99,7 +99,8 @@ def cmd_train(args, argv):
     from .train import preset_config, train
 
     cfg = preset_config(args.preset, minutes=args.minutes, seed=args.seed, workers=args.workers, threads=args.threads,
-                        device=args.device, lr=args.lr, epoch_pairs=args.epoch_pairs,
+                        device=args.device, lr=args.lr, epoch_pairs=args.epoch_pairs, patch=args.patch,
+                        batch_size=args.batch_size,
                         stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None)
     command = "python -m spinnet_lite " + " ".join(shlex.quote(a) for a in argv)
     record = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, command=command,
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-epochs", type=_positive_int, nargs=3, metavar=("S1", "S2", "S3"), help="epochs per stage")
     p.add_argument("--epoch-pairs", type=_positive_int, help="training pairs per epoch")
     p.add_argument("--lr", type=_positive_float, help="initial learning rate (default 1e-4)")
+    p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
+    p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="data-loader worker processes")
     p.add_argument("--threads", type=_positive_int, help="torch threads")

@@ -336,13 +336,20 @@ def fbp(sinogram, angles=None, filter: str = "ramp", backend: str = "auto") -> n
 
 
 def sinogram_offset(sinogram: np.ndarray, edge_px: int) -> np.ndarray:
-    """Per-projection offset: the median of the ``edge_px`` outermost columns on both sides.
+    """Per-projection baseline: the straight line through the medians of the two edge bands.
 
     Integrated phase is known only up to a constant per projection (the integrators return
-    zero mean); outside the sample it must be 0, so this is subtracted before the FBP.
+    zero mean), and a small bias of the displacement adds a ramp; outside the sample the
+    phase must be 0 on both sides, so the line through the medians of the ``edge_px``
+    outermost columns on the left and on the right (placed at the bands' centres) is the
+    baseline to subtract before the FBP.  Same shape as ``sinogram`` (``(..., x)``).
     """
-    edges = np.concatenate([sinogram[..., :edge_px], sinogram[..., -edge_px:]], axis=-1)
-    return np.median(edges, axis=-1, keepdims=True)
+    n = sinogram.shape[-1]
+    left = np.median(sinogram[..., :edge_px], axis=-1, keepdims=True)
+    right = np.median(sinogram[..., -edge_px:], axis=-1, keepdims=True)
+    x_left, x_right = (edge_px - 1) / 2, n - 1 - (edge_px - 1) / 2
+    fraction = (np.arange(n) - x_left) / (x_right - x_left)
+    return left + (right - left) * fraction
 
 
 def reconstruct_volume(stack, variable: str = "phase", angles=None, filter: str = "ramp", backend: str = "auto",
@@ -356,8 +363,9 @@ def reconstruct_volume(stack, variable: str = "phase", angles=None, filter: str 
             ``"transmission"`` (``-ln T`` is back-projected: ``2 k beta p`` per voxel).
         angles: degrees; default the ``angle`` coordinate.
         filter, backend: as :func:`fbp`.
-        edge_px: subtract each projection's :func:`sinogram_offset` over this many columns on
-            each side (the sample-free edges; None or 0: no correction).
+        edge_px: subtract each projection's :func:`sinogram_offset` (the line through the
+            medians of this many columns on each side, the sample-free edges; None or 0: no
+            correction).
 
     Returns:
         DataArray ``(y, z, x)``, coordinates in the stack's units (``z`` as ``x``), indexed as

@@ -30,7 +30,7 @@ from .model.spinnet import SPINNet
 
 #: (last pyramid level, refiners on) for stages 1, 2, 3.
 STAGES = {1: (3, False), 2: (2, False), 3: (2, True)}
-HISTORY_FIELDS = ("stage", "epoch", "step", "lr", "train_loss", "val_loss", "val_pair_error", "elapsed_s")
+HISTORY_FIELDS = ("stage", "epoch", "step", "patch", "lr", "train_loss", "val_loss", "val_pair_error", "elapsed_s")
 
 
 @dataclass
@@ -87,9 +87,10 @@ PRESETS = {
 def preset_config(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(map(repr, PRESETS))}")
-    cfg = TrainConfig(**PRESETS[name])
-    cfg = replace(cfg, spec=replace(cfg.spec, size=cfg.patch))
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(TrainConfig(**PRESETS[name]), **{k: v for k, v in overrides.items() if v is not None})
+    if cfg.patch % 32 or cfg.patch < 64:
+        raise ValueError(f"patch must be a multiple of 32 and at least 64 px, got {cfg.patch}")
+    return replace(cfg, spec=replace(cfg.spec, size=cfg.patch))
 
 
 def _loaders(cfg: TrainConfig, epoch: int, stage: int):
@@ -124,11 +125,11 @@ def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1
     return sum(losses) / n, sum(errors) / n
 
 
-def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, elapsed):
+def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, elapsed, segments):
     tmp = path.with_suffix(".tmp")
     torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "train_config": cfg.to_dict(), "stage": stage, "epoch": epoch, "step": step, "history": history,
-                "elapsed_s": elapsed}, tmp)
+                "elapsed_s": elapsed, "segments": segments}, tmp)
     tmp.replace(path)
 
 
@@ -141,7 +142,7 @@ def write_history(history: list[dict], out_dir: Path):
 
 def read_history(path) -> list[dict]:
     """A run's ``history.csv`` (inverse of :func:`write_history`): stage/epoch/step as int, the rest float."""
-    ints = ("stage", "epoch", "step")
+    ints = ("stage", "epoch", "step", "patch")
     with open(path, newline="") as f:
         return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
@@ -196,6 +197,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     model = SPINNet(get_config(cfg.preset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     stage, epoch, step, history, elapsed0 = 1, 0, 0, [], 0.0
+    segments = []  # one entry per invocation: a run resumed with other settings keeps them all
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["config"] != model.config.to_dict():
@@ -203,6 +205,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         stage, epoch, step, history, elapsed0 = state["stage"], state["epoch"], state["step"], state["history"], state["elapsed_s"]
+        earlier = state["train_config"]
+        segments = state.get("segments") or [{"command": "(not recorded)", "train_config": earlier, "from_stage": 1,
+                                              "from_epoch": 0}]
+        for row in history:
+            row.setdefault("patch", earlier["patch"])
+    segments.append({"command": command or "spinnet_lite.train.train(...)", "train_config": cfg.to_dict(),
+                     "from_stage": stage, "from_epoch": epoch})
     val_pairs = _validation(cfg)
     t0 = time.perf_counter() - elapsed0
     budget = None if cfg.minutes is None else cfg.minutes * 60.0
@@ -237,21 +246,22 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                 step += 1
             val_loss, val_pe = evaluate_loss(model, val_pairs, stage, device, cfg.loss_eps)
             epoch += 1
-            history.append(dict(stage=stage, epoch=epoch, step=step, lr=lr, train_loss=total / max(count, 1),
+            history.append(dict(stage=stage, epoch=epoch, step=step, patch=cfg.patch, lr=lr, train_loss=total / max(count, 1),
                                 val_loss=val_loss, val_pair_error=val_pe, elapsed_s=round(time.perf_counter() - t0, 1)))
             bar.update(1)
             bar.set_postfix(train=f"{total / max(count, 1):.4f}", val=f"{val_loss:.4f}")
             print(f"stage {stage} epoch {epoch}/{n_epochs} lr {lr:.2e} train {total / max(count, 1):.5f} "
                   f"val {val_loss:.5f} val_pair_error {val_pe:.5f} t {time.perf_counter() - t0:.0f}s", flush=True)
             write_history(history, out_dir)
-            _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0)
+            _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments)
         bar.close()
         stage, epoch = stage + 1, 0
-        _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0)
+        _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments)
     elapsed = time.perf_counter() - t0
     model.eval()
     record = {
         "command": command or "spinnet_lite.train.train(...)",
+        "segments": segments,
         "train_config": cfg.to_dict(),
         "model_config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),

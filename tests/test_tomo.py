@@ -207,6 +207,8 @@ class TestVolume:
             tomo.correlation(a, a[:2])
 
     def test_sinogram_offset(self):
-        sino = np.zeros((3, 20)) + np.array([[1.0], [2.0], [-1.0]])
-        sino[:, 8:12] += 5
-        np.testing.assert_allclose(tomo.sinogram_offset(sino, 4)[:, 0], [1.0, 2.0, -1.0])
+        x = np.arange(20.0)
+        baseline = np.array([[1.0], [2.0], [-1.0]]) + np.array([[0.0], [0.1], [-0.05]]) * x
+        sino = baseline.copy()
+        sino[:, 8:12] += 5  # the sample, away from the edges
+        np.testing.assert_allclose(tomo.sinogram_offset(sino, 4), baseline, atol=1e-12)
