@@ -78,7 +78,7 @@ def _subpixel_offset(c_minus: torch.Tensor, c0: torch.Tensor, c_plus: torch.Tens
     return offset.clamp(-0.5, 0.5)
 
 
-def xst(reference, sample, window: int = 7, search: int = 5, subpixel: str = "gaussian", refine: int = 2,
+def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "gaussian", refine: int = 2,
         device=None) -> dict:
     """Track the speckle between a reference and a sample image by windowed ZNCC.
 
@@ -86,7 +86,8 @@ def xst(reference, sample, window: int = 7, search: int = 5, subpixel: str = "ga
         reference: reference image (no sample), ``(H, W)``, numpy array or DataArray.
         sample: sample image, ``(H, W)``.
         window: side of the square correlation window in pixels (odd, >= 3).
-        search: largest integer shift tried along each axis, in pixels (>= 1); the result is
+        search: largest integer shift tried along each axis, in pixels (>= 1; default 6, which
+            covers the displacements of the training set, up to ~5.5 px); the result is
             limited to ``|dx|, |dy| <= search + 0.5`` (``+ 1.5`` with ``refine``).
         subpixel: peak refinement, ``"gaussian"`` (3-point Gaussian fit, falls back to the
             parabola where the correlation is not positive), ``"parabolic"`` or ``"none"``.
