@@ -85,6 +85,8 @@ def cmd_reconstruct(args):
     options = {}
     if args.method == "xst":
         options.update(window=args.window, search=args.search)
+    elif args.tile:
+        options.update(tile=args.tile)
     model = None
     if args.method == "spinnet" and args.weights:
         from .model.predict import load_checkpoint
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a SPINNet checkpoint (default: the bundled lite weights)")
     p.add_argument("--window", type=_positive_int, default=7, help="XST template window (px)")
     p.add_argument("--search", type=_positive_int, default=6, help="XST search range (+- px)")
+    p.add_argument("--tile", type=_positive_int, help="SPINNet: run images larger than this in overlapping tiles")
     _add_geometry_args(p, " (all three give the phase)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
