@@ -1,0 +1,58 @@
+"""The bundled SPINNet-lite weights: present, small, recorded, and far better than predicting nothing."""
+import json
+
+import numpy as np
+import pytest
+
+from spinnet_lite import reconstruct
+from spinnet_lite.evalset import heldout_specs, simulate_spec
+from spinnet_lite.metrics import pair_error
+from spinnet_lite.pretrained import HISTORY, RECORD, WEIGHTS, load_pretrained, pretrained_record
+from spinnet_lite.train import HISTORY_FIELDS, read_history
+
+
+def test_files_are_bundled():
+    assert WEIGHTS.exists() and RECORD.exists() and HISTORY.exists()
+    assert WEIGHTS.stat().st_size < 10 * 1024 * 1024
+
+
+def test_record_says_how_it_was_made():
+    record = pretrained_record()
+    for key in ("command", "segments", "train_config", "model_config", "data", "training_time_s", "steps",
+                "evaluation", "speed"):
+        assert key in record, key
+    assert "spinnet_lite train" in record["command"]
+    assert record["model_config"]["name"] == "lite"
+    assert record["training_time_s"] > 0 and record["steps"] > 0
+    summary = record["evaluation"]["summary"]
+    assert {"xst", "spinnet", "comparison"} <= set(summary)
+    rows = read_history(HISTORY)
+    assert tuple(rows[0]) == HISTORY_FIELDS and len(rows) == sum(record["epochs_per_stage"])
+
+
+def test_loads_in_eval_mode():
+    model = load_pretrained()
+    assert not model.training and model.config.name == "lite"
+    assert load_pretrained() is model  # loaded once
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return [simulate_spec(s) for s in heldout_specs(3)]
+
+
+def test_far_better_than_predicting_nothing(pairs):
+    for pair in pairs:
+        result = reconstruct(pair.reference, pair.sample)  # bundled weights by default
+        zero = {"dx": np.zeros_like(pair.dx), "dy": np.zeros_like(pair.dy), "transmission": np.ones_like(pair.dx)}
+        err, err_zero = pair_error(result, pair, border=8), pair_error(zero, pair, border=8)
+        assert err < 0.25 * err_zero, (pair.attrs["kind"], err, err_zero)
+
+
+def test_record_rows_are_reproduced(pairs):
+    """The evaluation figures in lite.json come from running the code: recompute two of them."""
+    rows = {(r["method"], r["index"]): r for r in pretrained_record()["evaluation"]["rows"]}
+    for pair in pairs[:2]:
+        result = reconstruct(pair.reference, pair.sample, method="spinnet")
+        recorded = rows[("spinnet", pair.attrs["index"])]["pair_error"]
+        assert pair_error(result, pair, border=8) == pytest.approx(recorded, rel=1e-3)
