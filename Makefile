@@ -41,7 +41,7 @@ evaluate: setup
 
 # Reproduce the bundled weights (about 2 hours on a 2-core CPU), then evaluate and bundle them.
 train-lite: setup
-	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 98 --lr 1e-3 --threads 2 --workers 1
+	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 91 --lr 1e-3 --threads 2 --workers 1 --patch 256 --batch-size 2 --epoch-pairs 64
 	$(PY) tools/bundle_weights.py runs/lite
 
 clean:
