@@ -53,3 +53,18 @@ def test_resume_needs_checkpoint(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="preset"):
         preset_config("huge")
+
+
+def test_cached_pairs_round_trip(tmp_path):
+    from spinnet_lite.data import CachedPairs, PairSpec, cache_pairs
+
+    spec = PairSpec(size=64)
+    path = tmp_path / "pairs.nc"
+    cache_pairs(path, 2, spec=spec)
+    cached, fresh = CachedPairs(path), SimulatedPairs(2, spec=spec)
+    assert len(cached) == 2
+    for i in range(2):
+        for k, v in fresh[i].items():
+            torch.testing.assert_close(cached[i][k], v)
+    with pytest.raises(ValueError, match="exists"):
+        cache_pairs(path, 2, spec=spec)
