@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (spinnet_lite)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	touch $@
 
 run: setup
@@ -37,12 +37,18 @@ benchmark: setup
 	$(PY) benchmarks/speed.py
 
 evaluate: setup
-	$(PY) benchmarks/evaluate.py --method xst,spinnet
+	$(PY) benchmarks/evaluate.py --method xst,spinnet --operating-range
 
 # Reproduce the bundled weights (about 2 hours on a 2-core CPU), then evaluate and bundle them.
 train-lite: setup
 	$(PY) -m spinnet_lite train --preset lite --out runs/lite --minutes 91 --lr 1e-3 --threads 2 --workers 1 --patch 256 --batch-size 2 --epoch-pairs 64
-	$(PY) tools/bundle_weights.py runs/lite
+	$(PY) tools/bundle_weights.py runs/lite --overwrite
+
+# Second segment of the bundled weights: fine-tune the whole network on the wide distribution
+# of spinnet_lite.data.PairSpec (95 minutes on 2 CPU cores), then evaluate and bundle.
+finetune-lite: setup
+	$(PY) -m spinnet_lite train --preset lite-finetune --init-from runs/lite/model.pt --out runs/lite-ft --minutes 95 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-ft --previous runs/lite/record.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -3,6 +3,7 @@
     python benchmarks/evaluate.py --method xst [--n 24] [--border 8] [--json out.json]
     python benchmarks/evaluate.py --method xst,spinnet          # both, plus a win rate
     python benchmarks/evaluate.py --method xst --xst-options refine=2,window=9
+    python benchmarks/evaluate.py --method xst,spinnet --operating-range   # + error vs shift, visibility, speckle
 
 Each held-out pair (:mod:`spinnet_lite.evalset`) is simulated once and reconstructed with
 :func:`spinnet_lite.reconstruct` by every method asked for; the metrics are those of
@@ -194,6 +195,10 @@ def main(argv=None) -> int:
     parser.add_argument("--xst-options", default=None, help="xst options, e.g. refine=2,window=9")
     parser.add_argument("--spinnet-options", default=None, help="predict options, e.g. batch_size=2")
     parser.add_argument("--checkpoint", type=Path, default=None, help="SPINNet checkpoint (default: pretrained)")
+    parser.add_argument("--operating-range", action="store_true",
+                        help="also sweep displacement magnitude (0.5-12 px), visibility (3-80 %%) and speckle type "
+                             "(spinnet_lite.operating_range) and print the tables")
+    parser.add_argument("--quick", action="store_true", help="operating range: a few cases per sweep only")
     args = parser.parse_args(argv)
     try:
         names = _methods(args.method)
@@ -219,9 +224,20 @@ def main(argv=None) -> int:
         return 2
     print()
     print("\n".join(summary_lines(summary, args.border)))
+    sweep_rows = None
+    if args.operating_range:
+        from spinnet_lite.operating_range import format_tables, run_sweeps
+
+        if "spinnet" in names and model is None:
+            from spinnet_lite.pretrained import load_pretrained
+
+            model = load_pretrained()
+        print("\noperating range (spinnet_lite.operating_range; rms displacement error, px)", flush=True)
+        sweep_rows = run_sweeps(names, model=model, quick=args.quick)
+        print(format_tables(sweep_rows))
     if args.json is not None:
         report = {"border": args.border, "options": {k: repr(v) for k, v in options.items()},
-                  "rows": rows, "summary": summary}
+                  "rows": rows, "summary": summary, "operating_range": sweep_rows}
         args.json.write_text(json.dumps(_json_safe(report), indent=1, default=str))
         print(f"wrote {args.json}")
     return 0

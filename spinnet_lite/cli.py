@@ -1,18 +1,28 @@
 """Command line: ``python -m spinnet_lite {simulate,train,reconstruct,export} ...``.
 
-Errors in what the user asked for (bad arguments, missing files, mismatched images, an
-existing output without ``--overwrite``) print one line and exit with status 2.
+Errors in what the user asked for (bad arguments, missing or ambiguous files, mismatched
+images, an output that cannot be written, an existing output without ``--overwrite``) print
+one line on stderr and exit with status 2.  Output names are checked before any computation
+starts, and every file is written atomically (:func:`spinnet_lite.io.atomic_write`): an
+interrupted run (Ctrl-C: exit 130; ``kill``: 143) leaves the old file or none.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
+import signal
 import sys
+
+#: The largest seed: simulate records it in a netCDF attribute (a signed 64-bit integer).
+MAX_SEED = 2**63 - 1
+#: Poisson noise above this many photons per pixel is negligible (and beyond numpy's sampler).
+MAX_PHOTONS = 1e12
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 class UsageError(ValueError):
@@ -29,86 +39,153 @@ def _positive_int(text):
     return value
 
 
-def _positive_float(text):
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1 = {MAX_SEED}, got {text}")
+    return value
+
+
+def _number(text) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    return value
+
+
+def _positive_float(text):
+    value = _number(text)
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
+def _float_range(low: float, high: float, unit: str):
+    def parse(text):
+        value = _number(text)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g} {unit}, got {text}")
+        return value
+
+    return parse
+
+
 def _geometry(args):
+    """The Geometry of ``--energy --pixel-size --distance``: all three or none (a partial set is an error)."""
     from .geometry import Geometry
 
-    fields = {"energy_kev": args.energy, "pixel_size_um": args.pixel_size, "sample_detector_mm": args.distance}
-    fields = {k: v for k, v in fields.items() if v is not None}
-    return Geometry(**fields) if fields else None
+    given = {"--energy": args.energy, "--pixel-size": args.pixel_size, "--distance": args.distance}
+    missing = [name for name, value in given.items() if value is None]
+    if len(missing) == 3:
+        return None
+    if missing:
+        raise UsageError(f"--energy, --pixel-size and --distance go together (all three or none); "
+                         f"missing {', '.join(missing)}")
+    # The mask is upstream of the sample (the seed's order), so --distance is the z of the
+    # displacement-phase conversion whatever its value.
+    mask = max(Geometry().mask_detector_mm, args.distance)
+    return Geometry(energy_kev=args.energy, pixel_size_um=args.pixel_size, sample_detector_mm=args.distance,
+                    mask_detector_mm=mask)
 
 
 def _add_geometry_args(p, required_hint=""):
+    from .geometry import _LIMITS
+
     g = p.add_argument_group("geometry" + required_hint)
-    g.add_argument("--energy", type=_positive_float, help="photon energy in keV")
-    g.add_argument("--pixel-size", type=_positive_float, help="detector pixel size in micrometres")
-    g.add_argument("--distance", type=_positive_float, help="sample-to-detector distance in millimetres")
+    g.add_argument("--energy", type=_float_range(*_LIMITS["energy_kev"]), help="photon energy in keV")
+    g.add_argument("--pixel-size", type=_float_range(*_LIMITS["pixel_size_um"]),
+                   help="detector pixel size in micrometres")
+    g.add_argument("--distance", type=_float_range(*_LIMITS["sample_detector_mm"]),
+                   help="sample-to-detector distance in millimetres (the mask upstream of the sample)")
 
 
 def cmd_simulate(args):
-    from pathlib import Path
-
+    from .io import NETCDF_SUFFIXES, check_output_path, write_dataset
     from .simulate import simulate_pair
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out}: file exists; pass --overwrite to replace it")
+    out = check_output_path(args.out, overwrite=args.overwrite, suffixes=NETCDF_SUFFIXES, what="--out")
     geometry = _geometry(args)
     ds = simulate_pair(size=args.size, pitch=args.pitch or 4, seed=args.seed, phantom=args.phantom,
                        photons=args.photons, geometry=geometry)
-    from .io import write_dataset
-
     write_dataset(ds, out, overwrite=args.overwrite)
     print(f"wrote {out}: {args.phantom} pair {args.size}x{args.size}, seed {args.seed}")
 
 
 def cmd_reconstruct(args):
-    from pathlib import Path
+    from .io import NETCDF_SUFFIXES, check_output_path, read_image, write_dataset
+    from .reconstruct import DEFAULT_TILE, reconstruct
 
-    from .io import read_image, write_dataset
-    from .reconstruct import reconstruct
-
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out}: file exists; pass --overwrite to replace it")
-    reference = read_image(args.reference)
-    sample = read_image(args.sample)
+    out = check_output_path(args.output, overwrite=args.overwrite, suffixes=NETCDF_SUFFIXES,
+                            inputs=(args.reference, args.sample, args.weights), what="--output")
+    geometry = _geometry(args)
     options = {}
     if args.method == "xst":
-        options.update(window=args.window, search=args.search)
-    elif args.tile:
-        options.update(tile=args.tile)
+        wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights))
+                 if value is not None]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} appl{'ies' if len(wrong) == 1 else 'y'} to --method spinnet only")
+        options.update(window=7 if args.window is None else args.window, search=6 if args.search is None else args.search)
+    else:
+        wrong = [name for name, value in (("--window", args.window), ("--search", args.search)) if value is not None]
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} appl{'ies' if len(wrong) == 1 else 'y'} to --method xst only")
+        tile = DEFAULT_TILE if args.tile is None else args.tile
+        if args.tile is not None and tile < 64:
+            raise UsageError(f"--tile must be at least 64 px, got {tile}")
+        overlap = min(32, (tile - 1) // 2) if args.overlap is None else args.overlap
+        if not overlap < tile / 2:
+            raise UsageError(f"--overlap ({overlap}) must be smaller than half the tile ({tile} px)")
+        if args.tile is not None or args.overlap is not None:
+            options.update(tile=tile, overlap=overlap)
+    reference = read_image(args.reference)
+    sample = read_image(args.sample)
     model = None
     if args.method == "spinnet" and args.weights:
         from .model.predict import load_checkpoint
 
         model = load_checkpoint(args.weights)
-    ds = reconstruct(reference, sample, method=args.method, model=model, geometry=_geometry(args), **options)
+    ds = reconstruct(reference, sample, method=args.method, model=model, geometry=geometry,
+                     integration=args.integration, **options)
     write_dataset(ds, out, overwrite=args.overwrite)
     print(f"wrote {out}: {', '.join(ds.data_vars)} ({args.method}, {ds.attrs.get('elapsed_s', float('nan')):.2f} s)")
 
 
 def cmd_train(args, argv):
+    from .checks import resolve_device
+    from .io import check_output_dir
     from .train import preset_config, train
 
+    check_output_dir(args.out, what="--out")
+    resolve_device(args.device, what="--device")
     cfg = preset_config(args.preset, minutes=args.minutes, seed=args.seed, workers=args.workers, threads=args.threads,
                         device=args.device, lr=args.lr, epoch_pairs=args.epoch_pairs, patch=args.patch,
                         batch_size=args.batch_size,
-                        stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None)
+                        stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None,
+                        init_from=args.init_from)
+    if cfg.batch_size > cfg.epoch_pairs:
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than --epoch-pairs {cfg.epoch_pairs}: incomplete "
+                         "batches are dropped, so no optimiser step would be taken")
     command = "python -m spinnet_lite " + " ".join(shlex.quote(a) for a in argv)
     record = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, command=command,
                    progress=not args.no_progress)
-    print(f"trained {cfg.preset} in {record['training_time_s']:.0f} s: final validation pair error "
-          f"{record['final_val_pair_error']:.5f}; wrote {args.out}/model.pt")
+    error = record.get("final_val_pair_error")
+    summary = f"final validation pair error {error:.5f}" if isinstance(error, (int, float)) else "no epoch run"
+    print(f"trained {cfg.preset} in {record['training_time_s']:.0f} s ({record.get('steps', 0)} steps): {summary}; "
+          f"wrote {args.out}/model.pt")
 
 
 def cmd_export(args):
@@ -124,41 +201,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate a reference/sample pair with ground truth (netCDF)",
                        description="Simulate a coded-mask speckle pair and its ground truth; write netCDF.")
-    p.add_argument("--size", type=_positive_int, default=256, help="image size in pixels (>= 64)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same pair)")
+    p.add_argument("--size", type=_positive_int, default=256, help="image size in pixels (64 to 8192)")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed, 0 to 2**63 - 1 (same seed, same pair)")
     p.add_argument("--phantom", choices=("random", "lens", "bug"), default="random")
     p.add_argument("--pitch", type=_positive_int, default=None, help="mask pitch in pixels (default 4)")
-    p.add_argument("--photons", type=_positive_float, default=None, help="Poisson noise: photons per pixel")
-    _add_geometry_args(p)
-    p.add_argument("--out", "-o", required=True, help="output netCDF file")
+    p.add_argument("--photons", type=_float_range(1e-3, MAX_PHOTONS, "photons per pixel"), default=None,
+                   help="Poisson noise: photons per pixel")
+    _add_geometry_args(p, " (all three or none)")
+    p.add_argument("--out", "-o", required=True, help="output netCDF file (.nc)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("reconstruct", help="dx, dy, transmission (and phase) from a reference and a sample image",
                        description="Reconstruct displacement, transmission and, with a geometry, phase. "
-                                   "Images: .npy, .npz, .tif/.tiff, .h5/.hdf5 (file.h5::dataset), .nc.")
+                                   "Images: .npy, .npz, .tif/.tiff, .h5/.hdf5, .nc; a file holding several "
+                                   "2-D arrays needs file::name (e.g. pair.nc::reference).")
     p.add_argument("reference", help="reference (no sample) speckle image")
     p.add_argument("sample", help="sample speckle image")
-    p.add_argument("--output", "-o", required=True, help="output netCDF file")
+    p.add_argument("--output", "-o", required=True, help="output netCDF file (.nc)")
     p.add_argument("--method", choices=("spinnet", "xst"), default="spinnet")
-    p.add_argument("--weights", help="a SPINNet checkpoint (default: the bundled lite weights)")
-    p.add_argument("--window", type=_positive_int, default=7, help="XST template window (px)")
-    p.add_argument("--search", type=_positive_int, default=6, help="XST search range (+- px)")
-    p.add_argument("--tile", type=_positive_int, help="SPINNet: run images larger than this in overlapping tiles")
-    _add_geometry_args(p, " (all three give the phase)")
+    p.add_argument("--weights", help="SPINNet: a checkpoint (default: the bundled lite weights)")
+    p.add_argument("--window", type=_positive_int, help="XST: template window (px, odd; default 7)")
+    p.add_argument("--search", type=_positive_int, help="XST: search range (+- px; default 6)")
+    p.add_argument("--tile", type=_positive_int, help="SPINNet: run images larger than this in overlapping tiles "
+                                                      "(default 256)")
+    p.add_argument("--overlap", type=_non_negative_int,
+                   help="SPINNet: pixels shared by neighbouring tiles (default min(32, (tile - 1) // 2))")
+    _add_geometry_args(p, " (all three give the phase; all three or none)")
+    p.add_argument("--integration", choices=("fc", "ls"), default="fc",
+                   help="phase integration: fc (Frankot-Chellappa) or ls (least squares; about 5x less memory "
+                        "on large frames)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
-    p.add_argument("--preset", choices=("tiny", "lite", "full"), default="lite")
+    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "full"), default="lite",
+                   help="training preset; lite-finetune: the whole lite network at once from --init-from weights")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--minutes", type=_positive_float, help="time budget shared between the stages")
+    p.add_argument("--minutes", type=_positive_float,
+                   help="time budget shared between the stages (the first epoch always runs)")
     p.add_argument("--stage-epochs", type=_positive_int, nargs=3, metavar=("S1", "S2", "S3"), help="epochs per stage")
-    p.add_argument("--epoch-pairs", type=_positive_int, help="training pairs per epoch")
+    p.add_argument("--epoch-pairs", type=_positive_int, help="training pairs per epoch (at least --batch-size)")
     p.add_argument("--lr", type=_positive_float, help="initial learning rate (default 1e-4)")
     p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
     p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="data-loader worker processes")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--workers", type=_non_negative_int, default=1, help="data-loader worker processes")
     p.add_argument("--threads", type=_positive_int, help="torch threads")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -170,15 +259,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     p.add_argument("--weights", help="checkpoint to export (default: bundled lite weights)")
     p.add_argument("--size", type=_positive_int, default=256, help="example input size used for tracing")
-    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--out", "-o", required=True, help="output file (.pt for TorchScript, .onnx for ONNX)")
     p.add_argument("--overwrite", action="store_true")
     return parser
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that the stack unwinds and temporary files go."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    prefix = f"python -m spinnet_lite {args.command}"
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        pass
     try:
         if args.command == "simulate":
             cmd_simulate(args)
@@ -189,8 +295,17 @@ def main(argv=None) -> int:
         elif args.command == "export":
             cmd_export(args)
     except ValueError as exc:
-        print(f"python -m spinnet_lite {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # pragma: no cover
-        return 130
+    except MemoryError:
+        print(f"{prefix}: error: not enough memory for this input (try a smaller size, --tile or fewer images)",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"{prefix}: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}; "
+              "no partial output was left", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

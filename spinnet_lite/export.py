@@ -20,6 +20,7 @@ Command line: ``python -m spinnet_lite export --format torchscript -o spinnet_25
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -30,8 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .io import check_output_path, write_bytes
+
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx"}
+#: File names each format is written to (the first is the usual one).
+ACCEPTED_SUFFIXES = {"torchscript": (".pt", ".pth", ".ts"), "onnx": (".onnx",)}
 #: Name of the JSON metadata stored in a TorchScript file (``_extra_files``) and as ONNX metadata.
 METADATA_KEY = "spinnet_lite.json"
 
@@ -97,7 +102,9 @@ def export_model(out, fmt: str = "torchscript", weights=None, size=256, overwrit
     """Export a SPINNet, wrapped as :class:`ExportWrapper`, to TorchScript or ONNX.
 
     Args:
-        out: output file (``.pt`` for TorchScript, ``.onnx`` for ONNX by convention).
+        out: output file: ``.pt`` (or ``.pth``, ``.ts``) for TorchScript, ``.onnx`` for ONNX.
+            Checked before anything is loaded or traced, and written atomically (a failed or
+            interrupted export leaves the old file).
         fmt: ``"torchscript"`` (``torch.jit.trace``) or ``"onnx"`` (``torch.onnx.export``).
         weights: a checkpoint path, a SPINNet, or None for the bundled lite weights.
         size: image size the exported module accepts, int or ``(height, width)``, >= 64.
@@ -107,19 +114,18 @@ def export_model(out, fmt: str = "torchscript", weights=None, size=256, overwrit
         The path written.
 
     Raises:
-        ValueError: an unknown format, a bad size, an existing file without ``overwrite``, a
-            missing output folder, unreadable weights, or an ONNX export this installation
+        ValueError: an unknown format, a bad size, an output name that does not fit the format
+            or names the weights file, an existing file without ``overwrite``, a missing or
+            read-only output folder, unreadable weights, or an ONNX export this installation
             cannot do (the message says what to install).
     """
     from .checks import check_choice
 
     check_choice(fmt, FORMATS, "export format")
     height, width = _size(size)
-    out = Path(os.fspath(out))
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out}: file exists; pass overwrite=True (--overwrite) to replace it")
-    if not out.parent.is_dir():
-        raise ValueError(f"{out.parent}: no such directory")
+    inputs = (weights,) if isinstance(weights, (str, bytes, os.PathLike)) else ()
+    out = check_output_path(out, overwrite=overwrite, suffixes=ACCEPTED_SUFFIXES[fmt], inputs=inputs,
+                            what=f"{fmt} output")
     model = _load_model(weights)
     was_training = model.training
     model.eval()
@@ -150,7 +156,9 @@ def _export_torchscript(wrapper, example, out: Path, metadata: dict) -> None:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints: the size is fixed on purpose
         traced = torch.jit.trace(wrapper, example, check_trace=False)
-        torch.jit.save(traced, str(out), _extra_files={METADATA_KEY: json.dumps(metadata)})
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={METADATA_KEY: json.dumps(metadata)})
+    write_bytes(out, buffer.getvalue())
 
 
 def _export_onnx(wrapper, example, out: Path, metadata: dict) -> None:
@@ -165,21 +173,21 @@ def _export_onnx(wrapper, example, out: Path, metadata: dict) -> None:
             warnings.simplefilter("ignore")
             kwargs = dict(input_names=["reference", "sample"], output_names=["dx_dy_t"], opset_version=17,
                           dynamic_axes={"reference": {0: "batch"}, "sample": {0: "batch"}, "dx_dy_t": {0: "batch"}})
+            buffer = io.BytesIO()
             try:  # the TorchScript-based exporter needs no onnxscript
-                torch.onnx.export(wrapper, example, str(out), dynamo=False, **kwargs)
+                torch.onnx.export(wrapper, example, buffer, dynamo=False, **kwargs)
             except TypeError:  # an older torch without the dynamo argument
-                torch.onnx.export(wrapper, example, str(out), **kwargs)
+                buffer = io.BytesIO()
+                torch.onnx.export(wrapper, example, buffer, **kwargs)
     except Exception as exc:
-        if out.exists():
-            out.unlink()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = "pip install onnxscript" if "onnxscript" in str(exc) else "pip install --upgrade onnx onnxscript"
         raise ValueError(f"ONNX export failed in torch {torch.__version__} ({type(exc).__name__}: {message}); "
                          f"try {hint}, or export with fmt='torchscript'") from None
-    model = onnx.load(str(out))
+    model = onnx.load_model_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(model, str(out))
+    write_bytes(out, model.SerializeToString())
 
 
 class Exported:

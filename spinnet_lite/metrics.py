@@ -236,3 +236,41 @@ def grain_size_px(image) -> float:
         i = int(np.argmax(profile < 0.5))  # first lag below one half
         widths.append(2 * (i - 1 + (profile[i - 1] - 0.5) / (profile[i - 1] - profile[i])))
     return float(np.mean(widths))
+
+
+def circle_mask(shape, geometry, diameter_um: float = 800.0, center=None) -> np.ndarray:
+    """Boolean (H, W) disc of ``diameter_um`` micrometres (pixel size from ``geometry``), centred on the image."""
+    h, w = shape
+    cy, cx = ((h - 1) / 2, (w - 1) / 2) if center is None else center
+    r_px = diameter_um / 2 / geometry.pixel_size_um
+    y, x = np.ogrid[:h, :w]
+    return (y - cy) ** 2 + (x - cx) ** 2 <= r_px**2
+
+
+def lens_residuals(phases: dict, geometry, diameter_um: float = 800.0) -> dict:
+    """The seed's lens figures (section 3.2.1): residual phase after the best paraboloid inside a
+    central circle, for each reconstruction, and the rms of the difference between each pair.
+
+    Args:
+        phases: ``{name: (H, W) phase in rad}`` (e.g. ``{"spinnet": ..., "xst": ..., "truth": ...}``).
+        geometry: gives the pixel size.
+        diameter_um: the analysis circle (800 um in the seed).
+
+    Returns:
+        ``{"residual_rms": {name: rad}, "difference_rms": {"a-b": rad}, "pixels": n}``; the
+        difference of two phases is taken after removing its own best paraboloid (phase is
+        defined up to a constant, and a paraboloid is the lens itself).
+    """
+    names = list(phases)
+    arrays = {k: np.asarray(getattr(v, "values", v), dtype=np.float64) for k, v in phases.items()}
+    shape = next(iter(arrays.values())).shape
+    mask = circle_mask(shape, geometry, diameter_um)
+    if mask.sum() < 6:
+        raise ValueError(f"lens_residuals: the {diameter_um} um circle covers fewer than 6 pixels")
+    out = {"residual_rms": {}, "difference_rms": {}, "pixels": int(mask.sum())}
+    for k in names:
+        out["residual_rms"][k] = residual_after_paraboloid(arrays[k], mask)[1]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            out["difference_rms"][f"{a}-{b}"] = residual_after_paraboloid(arrays[a] - arrays[b], mask)[1]
+    return out

@@ -193,10 +193,35 @@ def bug_parts() -> list[Ellipsoid]:
     return parts
 
 
+def material_rank(material: str) -> float:
+    """Where ellipsoids of different materials overlap, the one with the larger ``delta`` (the
+    denser: cuticle over tissue) fills the overlap; this is its rank (its ``delta`` at 14 keV)."""
+    return MATERIALS_14KEV[material][0]
+
+
+def _union_length(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Length of the union of the intervals ``[lo[i], hi[i]]`` (arrays ``(n, H, W)``) per pixel.
+
+    Empty intervals must have ``lo == hi`` far below every real one (they add nothing)."""
+    if lo.shape[0] == 0:
+        return np.zeros(lo.shape[1:])
+    order = np.argsort(lo, axis=0)
+    lo, hi = np.take_along_axis(lo, order, 0), np.take_along_axis(hi, order, 0)
+    total = np.zeros(lo.shape[1:])
+    end = np.full(lo.shape[1:], -np.inf)
+    for a, b in zip(lo, hi):  # sweep along the ray: count only what lies beyond the covered part
+        total += np.clip(b - np.maximum(a, end), 0, None)
+        end = np.maximum(end, b)
+    return total
+
+
 def project_ellipsoids(parts, shape, angle_rad: float = 0.0, fov: float = 1.0) -> dict[str, np.ndarray]:
     """Path length (in field-of-view units) through each material along z after rotating by ``angle_rad`` about y.
 
     Exact chord lengths: for a ray p = o + t u, (p - c)^T A (p - c) = 1 is a quadratic in t.
+    Where parts overlap, each point of the ray counts once, for the densest material there
+    (:func:`material_rank`), as in :func:`bug_volume`: overlapping parts are one body, not two
+    layers of matter.
     """
     h, w = shape
     n = max(h, w)
@@ -206,7 +231,8 @@ def project_ellipsoids(parts, shape, angle_rad: float = 0.0, fov: float = 1.0) -
     ca, sa = math.cos(angle_rad), math.sin(angle_rad)
     rot = np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])  # rotates the object about y
     u = np.array([0.0, 0.0, 1.0])
-    out: dict[str, np.ndarray] = {}
+    far = -1e6  # empty chords: a point interval far before the object
+    chords = {}  # material -> list of (t_in, t_out) per pixel
     for part in parts:
         a = rot @ part.matrix() @ rot.T
         c = rot @ np.asarray(part.center)
@@ -216,8 +242,24 @@ def project_ellipsoids(parts, shape, angle_rad: float = 0.0, fov: float = 1.0) -
         qa = u @ au
         qb = 2 * (dx * au[0] + dy * au[1] + dz * au[2])
         qc = a[0, 0] * dx**2 + a[1, 1] * dy**2 + a[2, 2] * dz**2 + 2 * (a[0, 1] * dx * dy + a[0, 2] * dx * dz + a[1, 2] * dy * dz) - 1
-        disc = np.clip(qb**2 - 4 * qa * qc, 0, None)
-        out[part.material] = out.get(part.material, 0) + np.sqrt(disc) / qa
+        disc = qb**2 - 4 * qa * qc
+        hit = disc > 0
+        root = np.sqrt(np.where(hit, disc, 0.0))
+        t_in = np.where(hit, (-qb - root) / (2 * qa), far)
+        t_out = np.where(hit, (-qb + root) / (2 * qa), far)
+        chords.setdefault(part.material, []).append((t_in, t_out))
+    # the length owned by material m: the union of all parts at least as dense as m, minus the
+    # union of the denser ones
+    ranks = sorted({material_rank(m) for m in chords})
+    union = {}
+    for r in ranks:
+        ivs = [iv for m, lst in chords.items() if material_rank(m) >= r for iv in lst]
+        union[r] = _union_length(np.stack([a for a, _ in ivs]), np.stack([b for _, b in ivs]))
+    out: dict[str, np.ndarray] = {}
+    for m in chords:
+        r = material_rank(m)
+        denser = [q for q in ranks if q > r]
+        out[m] = union[r] - (union[denser[0]] if denser else 0.0)
     return out
 
 
@@ -255,14 +297,96 @@ def bug_volume(n: int, geometry: Geometry, fov_um: float | None = None) -> dict[
     """
     fov_um = n * geometry.pixel_size_um if fov_um is None else fov_um
     c = (np.arange(n) - (n - 1) / 2) / n
-    yy, zz, xx = np.meshgrid(c, c, c, indexing="ij")
     delta = np.zeros((n, n, n))
     beta = np.zeros((n, n, n))
+    rank = np.zeros((n, n, n))
     for part in bug_parts():
         a = part.matrix()
-        p = np.stack([xx - part.center[0], yy - part.center[1], zz - part.center[2]], axis=-1)
-        inside = np.einsum("...i,ij,...j->...", p, a, p) <= 1
+        r = max(part.axes)  # the part lies within r of its centre: evaluate only that block
+        sx, sy, sz = (slice(int(np.searchsorted(c, m - r)), int(np.searchsorted(c, m + r, side="right")))
+                      for m in part.center)
+        px = c[sx][None, None, :] - part.center[0]
+        py = c[sy][:, None, None] - part.center[1]
+        pz = c[sz][None, :, None] - part.center[2]
+        q = (a[0, 0] * px**2 + a[1, 1] * py**2 + a[2, 2] * pz**2
+             + 2 * (a[0, 1] * px * py + a[0, 2] * px * pz + a[1, 2] * py * pz))
+        # a voxel inside several parts is of the densest material there, never the sum
+        fill = (q <= 1) & (rank[sy, sz, sx] < material_rank(part.material))
         d, b = scale_to_energy(*MATERIALS_14KEV[part.material], geometry.energy_kev)
-        delta[inside] += d
-        beta[inside] += b
+        delta[sy, sz, sx][fill] = d
+        beta[sy, sz, sx][fill] = b
+        rank[sy, sz, sx][fill] = material_rank(part.material)
     return {"delta": delta, "beta": beta}
+
+
+# ---------------------------------------------------------------------------------------
+# Smooth displacement fields for training and for measuring the operating range (issue 8)
+# ---------------------------------------------------------------------------------------
+# These phantoms give a phase of arbitrary amplitude; the simulator scales it so that the
+# largest displacement is ``max_shift_px`` (:func:`spinnet_lite.simulate.scale_phase_to_shift`).
+def _grid(shape):
+    h, w = shape
+    y = np.arange(h, dtype=np.float64)[:, None] - (h - 1) / 2
+    x = np.arange(w, dtype=np.float64)[None, :] - (w - 1) / 2
+    return y, x
+
+
+def blob_phantom(shape, rng: np.random.Generator, count: tuple[int, int] = (1, 5),
+                 width_fraction: tuple[float, float] = (0.08, 0.3), transmission_amplitude: tuple[float, float] = (0.0, 0.15)):
+    """A few Gaussian phase bumps and dips (smooth, wide displacement fields: bubbles, fibres seen end-on).
+
+    Each blob ``a exp(-r^2 / 2 s^2)`` has a random sign, centre (anywhere in the image), and
+    width ``s`` (a fraction of the image size); the transmission falls where the phase is
+    large, by up to ``transmission_amplitude``.
+    """
+    y, x = _grid(shape)
+    size = min(shape)
+    phase = np.zeros(shape)
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        cy, cx = rng.uniform(-0.5, 0.5, 2) * np.array(shape)
+        s = rng.uniform(*width_fraction) * size
+        ratio = rng.uniform(0.6, 1.6)  # elliptical blobs
+        a = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.0)
+        phase += a * np.exp(-0.5 * (((y - cy) / (s * ratio)) ** 2 + ((x - cx) / (s / ratio)) ** 2))
+    weight = np.abs(phase) / max(np.abs(phase).max(), 1e-12)
+    transmission = 1.0 - rng.uniform(*transmission_amplitude) * weight
+    support = (weight > 0.01).astype(np.float64)
+    return phase, transmission, support
+
+
+def quadratic_phantom(shape, rng: np.random.Generator):
+    """A random quadratic phase: lens (both curvatures of one sign), cylinder lens or saddle, off centre.
+
+    Its displacement grows linearly from the centre, like the seed's Be lens (and a
+    focusing or defocusing lens of any strength once scaled).  Transmission 1.
+    """
+    y, x = _grid(shape)
+    cy, cx = rng.uniform(-0.3, 0.3, 2) * np.array(shape)
+    theta = rng.uniform(0, np.pi)
+    c, s = np.cos(theta), np.sin(theta)
+    u = c * (x - cx) + s * (y - cy)
+    v = -s * (x - cx) + c * (y - cy)
+    kind = rng.random()
+    k1 = rng.choice([-1.0, 1.0])
+    k2 = k1 * rng.uniform(0.5, 1.0) if kind < 0.6 else (0.0 if kind < 0.8 else -k1 * rng.uniform(0.3, 1.0))
+    phase = k1 * u**2 + k2 * v**2
+    return phase, np.ones(shape), np.ones(shape)
+
+
+def uniform_phantom(shape, rng: np.random.Generator):
+    """A phase ramp (a wedge or a tilted flat sample): one uniform displacement everywhere.
+
+    Its direction is random; transmission 1.
+    """
+    y, x = _grid(shape)
+    angle = rng.uniform(0, 2 * np.pi)
+    phase = np.cos(angle) * x + np.sin(angle) * y
+    return phase, np.ones(shape), np.ones(shape)
+
+
+def absorbing_texture(shape, rng: np.random.Generator, strength: float, grain_px: tuple[float, float] = (1.5, 8.0)) -> np.ndarray:
+    """Multiplicative absorption that is not speckle: ``exp(-strength * t)``, t in [0, 1] a
+    thresholded random texture (particles, fibres) with grain of a few pixels."""
+    t = smooth_texture(shape, rng.uniform(*grain_px), rng)
+    t = np.clip((t - rng.uniform(0.4, 0.7)) / 0.3, 0, 1)
+    return np.exp(-float(strength) * t)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import xarray as xr
 
-from .checks import as_pair, check_choice
+from .checks import as_pair, check_choice, check_intensity, normalise_scale, resolve_device
 from .geometry import Geometry
 from .integrate import METHODS as INTEGRATION_METHODS
 from .integrate import integrate
@@ -75,24 +75,25 @@ def _run_xst(ref, sam, options):
     return xst(ref, sam, **options)
 
 
-#: Images larger than this on a side go through the network in overlapping tiles
-#: (:func:`spinnet_lite.tiling.predict_tiled`).  256 px is the patch size the bundled network
-#: was trained on at the end; on 512 x 512 pairs it gave 0.036-0.11 px displacement RMSE where
-#: one untiled pass gave 0.06-0.37 px (the coarse levels never saw interior context wider
-#: than a training patch).  It also bounds memory on large frames.
-DEFAULT_TILE = 256
+#: Largest tile side (px) of the network's pass by default.  Within it the memory model decides
+#: (:func:`spinnet_lite.tiling.plan_tiles`): one untiled pass whenever it fits
+#: :data:`spinnet_lite.tiling.DEFAULT_MAX_MEMORY` (a 2112 x 2112 frame does), else the fewest,
+#: largest tiles that fit (a 4096 x 4096 frame: four), blended.  The network is fully
+#: convolutional and, from the level-4 lite network on (issue 8), one pass is as accurate as
+#: tiles; ``tile=256`` restores the training-patch tiles.
+DEFAULT_TILE = 4096
 
 
 def _run_spinnet(ref, sam, model, options):
-    from .tiling import predict_tiled
+    from .tiling import _predict_checked
 
     if model is None:
         from .pretrained import load_pretrained
 
         model = load_pretrained()
     options = {"tile": DEFAULT_TILE, **options}
-    # One plain predict() when the image fits in a tile, else overlapping tiles.
-    return predict_tiled(model, ref, sam, **options)
+    # ref and sam are checked already (as_pair): no second full-size copy.
+    return _predict_checked(model, ref, sam, **options)
 
 
 def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry: Geometry | None = None,
@@ -111,11 +112,14 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         integration: phase integrator, ``"fc"`` (Frankot-Chellappa) or ``"ls"`` (least squares).
         **options: passed to the method: for ``"xst"`` the keywords of
             :func:`spinnet_lite.xst.xst` (``window``, ``search``, ``subpixel``, ``refine``,
-            ``device``); for ``"spinnet"`` those of :func:`spinnet_lite.model.predict.predict`
-            (e.g. ``batch_size``, ``device``) and ``tile`` (default 256) and ``overlap``
-            (default 32): an image larger than ``tile`` on a side is run in overlapping
-            ``tile x tile`` windows, blended (:func:`spinnet_lite.tiling.predict_tiled`), so
-            a 2112 x 2112 frame fits in a laptop's memory.
+            ``device``); for ``"spinnet"`` those of :func:`spinnet_lite.tiling.predict_tiled`:
+            ``engine`` (``"auto"``: BatchNorm folded, fast cost volume, the fastest measured
+            engine; ``"plain"``: the model as trained), ``fast`` (the seed's fast variant, output
+            at level 3: quicker, less accurate), ``batch_size``, ``device``, ``tile`` (largest
+            tile side, default :data:`DEFAULT_TILE`), ``overlap`` (default 32) and
+            ``max_memory`` (bytes per forward pass): the image runs in one pass where that fits,
+            else in the fewest overlapping tiles that fit, blended, so a 4096 x 4096 frame
+            reconstructs in under 2 GB.
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:
@@ -126,7 +130,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
 
     Raises:
         ValueError: mismatched shapes, not 2-D, smaller than 64 px, NaN/inf, constant images,
-            an unknown method, integration or option, a geometry that is not a Geometry.
+            images that are not intensities (a mean that is not positive), an unknown method,
+            integration, option or device, a geometry that is not a Geometry.
     """
     start = time.perf_counter()
     check_choice(method, METHODS, "method")
@@ -143,7 +148,14 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         except ImportError as exc:  # pragma: no cover - the network is part of the package
             raise ValueError(f"method 'spinnet' is not available: {exc}") from None
         _check_options(method, predict_tiled, 3, options)  # predict's options plus tile, overlap
+    if "device" in options and options["device"] is not None:
+        resolve_device(options["device"], what=f"{method}: device")
     ref, sam = as_pair(reference, sample)
+    # Intensities (SPINNet and XST alike): a mean that is not positive is refused, and one
+    # power-of-two scale makes 1e-310 or 1e300 images safe without changing any result.
+    check_intensity(ref, "reference")
+    check_intensity(sam, "sample")
+    ref, sam = normalise_scale(ref, sam)
 
     if method == "xst":
         result = _run_xst(ref, sam, options)

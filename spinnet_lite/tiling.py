@@ -1,17 +1,19 @@
-"""SPINNet on images larger than memory allows in one pass: overlapping tiles, blended.
+"""SPINNet on any image size: one pass where memory allows, large overlapping tiles where not.
 
-The network's activations grow with the image area (at pyramid level 2 a cost volume of
-``(2N + 1)**2`` channels at half resolution, and each head's feature maps beside it), so a
-2112 x 2112 detector frame in one forward pass needs several GB.  :func:`predict_tiled` cuts
-the pair into ``tile x tile`` windows that overlap by ``overlap`` pixels, runs
-:func:`spinnet_lite.model.predict.predict` on them a few at a time, and blends the results
-with a smooth (raised-cosine) weight that falls to almost zero at every tile edge that lies
-inside the image, where the network only saw reflect-padding instead of the true
-neighbourhood.  The weights are normalised by their sum, so the blend is a partition of unity
-and a constant field comes back unchanged.
+The network's activations grow with the image area (at the finest level a cost volume of
+``(2N + 1)**2`` channels at half resolution, each head's feature maps beside it).
+:func:`inference_bytes` is a memory model of one forward pass: it counts the float32 planes
+alive at the worst moment of the forward pass, for any :class:`SPINNetConfig`, times a factor
+measured on this project's networks (``benchmarks/speed.py --memory`` prints the measurement
+beside the model).  :func:`plan_tiles` uses it: the whole image in one pass when that fits
+``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`), else the fewest, largest tiles that fit,
+and as many tiles per batch as fit.
 
-Peak memory is that of ``batch_size`` tiles (one by default; a 1024 x 1024 tile through the
-lite network takes about 0.5 GB) plus a few full-size float64 arrays, whatever the image size.
+Tiles overlap by ``overlap`` pixels and are blended with a smooth (raised-cosine) weight that
+falls to almost zero at every tile edge that lies inside the image, where the network only saw
+padding instead of the true neighbourhood.  The weights are normalised by their sum, so the
+blend is a partition of unity and a constant field comes back unchanged.  Full-size buffers
+are float32 (four planes of the image), whatever the tile size.
 """
 from __future__ import annotations
 
@@ -21,6 +23,52 @@ import numbers
 import numpy as np
 
 from .checks import MIN_SIZE, as_pair
+
+#: Default bound (bytes) on the memory of one forward pass (the network's activations). With the
+#: process itself (~0.4 GB), the images and the blending buffers this keeps a 4096 x 4096
+#: reconstruction under 2 GB peak RSS (tested in ``tests/test_fast.py``), and runs a 2112 x 2112
+#: frame through the lite network in one pass.
+DEFAULT_MAX_MEMORY = 1.1e9
+
+#: Measured peak / counted planes of :func:`inference_bytes`: oneDNN's reordered copies of a
+#: convolution's input and output, allocator slack and the normalisation's temporaries.
+#: Measured with ``benchmarks/speed.py --memory`` (lite network, 512-1536 px, torch engine).
+MEMORY_OVERHEAD = 1.5
+
+
+def _padded(length: int, multiple: int) -> int:
+    return length + (-length) % multiple
+
+
+def inference_bytes(config, height: int, width: int, batch: int = 1, fast: bool = False) -> int:
+    """Estimated peak memory (bytes) of one forward pass of a network with ``config``.
+
+    Counts the float32 planes alive at the worst point of :meth:`SPINNet.forward` (the inputs and
+    their normalised copies, both feature pyramids, then at each level the running estimate, the
+    warped features, the cost volume, the concatenated head input and the first convolution's
+    output), multiplied by :data:`MEMORY_OVERHEAD`.
+
+    Args:
+        config: a :class:`~spinnet_lite.model.config.SPINNetConfig` (or a model with ``.config``).
+        height, width: image size (padded up to the network's size multiple here).
+        batch: pairs per pass.
+        fast: the fast variant (last level 3).
+    """
+    config = getattr(config, "config", config)
+    multiple = 2 ** (config.first_level - 1)
+    pixels = batch * _padded(int(height), multiple) * _padded(int(width), multiple)
+    last = max(config.last_level, 3) if fast else config.last_level
+    widths, n_cost = config.estimator_widths, (2 * config.search_range + 1) ** 2
+    inputs = 2 + (10 if config.input_norm_sigma > 0 else 0)  # images; normalised copies and temporaries
+    pyramid = sum(2 * config.pyramid_channels[level - 2] / 4 ** (level - 1)
+                  for level in range(2, config.first_level + 1))
+    heads = 0.0
+    for level in range(config.first_level, last - 1, -1):
+        state = 3 + widths[-1] + 2                       # displacement, T, context; displacement / scale
+        cost = n_cost + config.pyramid_channels[level - 2]  # cost volume and warped reference features
+        head_in = n_cost + 2 + widths[-1]                 # PhaseNet's concatenated input
+        heads = max(heads, (state + cost + head_in + widths[0]) / 4 ** (level - 1))
+    return int(MEMORY_OVERHEAD * 4 * pixels * (inputs + pyramid + heads))
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -34,6 +82,57 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     step = tile - overlap
     count = 1 + math.ceil((length - tile) / step)
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def _tile_for(length: int, count: int, overlap: int, multiple: int) -> int:
+    """Smallest tile (a multiple of ``multiple`` where possible) covering ``length`` in ``count`` tiles."""
+    if count <= 1:
+        return length
+    tile = math.ceil((length + (count - 1) * overlap) / count)
+    return min(length, max(MIN_SIZE, _padded(tile, multiple)))
+
+
+def plan_tiles(model, height: int, width: int, max_memory: float | None = None, overlap: int = 32,
+               fast: bool = False, max_tile=None) -> dict:
+    """How to run ``model`` on an ``height x width`` pair within ``max_memory`` bytes.
+
+    One pass when :func:`inference_bytes` of the whole (padded) image fits and no side exceeds
+    ``max_tile``; otherwise the fewest tiles (split along the longer side first) whose pass
+    fits, each a multiple of the network's size multiple where possible, and as many tiles per
+    batch as fit.
+
+    Args:
+        model: a SPINNet (or anything with a ``config``); a stand-in without one gets one pass.
+        height, width: image size.
+        max_memory: bytes one forward pass may use (default :data:`DEFAULT_MAX_MEMORY`).
+        overlap: pixels shared by neighbouring tiles.
+        fast: plan for the fast variant.
+        max_tile: None, an int or ``(th, tw)``: tiles are never larger than this.
+
+    Returns:
+        ``{"tile": (th, tw), "batch_size": b, "tiles": n, "bytes": estimate of one tile's pass}``;
+        ``tile == (height, width)`` means one pass.
+    """
+    cap = _tile_shape(max_tile, height, width) or (height, width)
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "first_level"):
+        tiles = len(tile_starts(height, cap[0], overlap)) * len(tile_starts(width, cap[1], overlap))
+        return {"tile": cap, "batch_size": 1, "tiles": tiles, "bytes": None}
+    budget = DEFAULT_MAX_MEMORY if max_memory is None else float(max_memory)
+    multiple = 2 ** (config.first_level - 1)
+    ny = nx = 1
+    th, tw = cap
+    while inference_bytes(config, th, tw, fast=fast) > budget and (th > MIN_SIZE or tw > MIN_SIZE):
+        if (th >= tw and th > MIN_SIZE) or tw <= MIN_SIZE:
+            ny += 1
+        else:
+            nx += 1
+        th = min(cap[0], _tile_for(height, ny, overlap, multiple))
+        tw = min(cap[1], _tile_for(width, nx, overlap, multiple))
+    tiles = len(tile_starts(height, th, overlap)) * len(tile_starts(width, tw, overlap))
+    one = inference_bytes(config, th, tw, fast=fast)
+    batch = int(max(1, min(tiles, budget // max(one, 1))))
+    return {"tile": (th, tw), "batch_size": batch, "tiles": tiles, "bytes": one}
 
 
 def _ramp(size: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
@@ -65,20 +164,37 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def predict_tiled(model, reference, sample, tile: int = 512, overlap: int = 32, batch_size: int = 1,
-                  device=None) -> dict[str, np.ndarray]:
-    """:func:`spinnet_lite.model.predict.predict` on overlapping tiles, blended back.
+def _tile_shape(tile, height: int, width: int) -> tuple[int, int] | None:
+    """``tile`` option -> (th, tw) clipped to the image, or None for the automatic plan."""
+    if tile is None:
+        return None
+    sides = tuple(tile) if isinstance(tile, (tuple, list)) else (tile, tile)
+    if len(sides) != 2 or not all(_is_int(s) and s >= MIN_SIZE for s in sides):
+        raise ValueError(f"predict_tiled: tile must be None (automatic), an integer >= {MIN_SIZE} px "
+                         f"or a (height, width) pair of them, got {tile!r}")
+    return min(int(sides[0]), height), min(int(sides[1]), width)
+
+
+def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_size: int | None = None,
+                  device=None, engine: str = "auto", fast: bool = False,
+                  max_memory: float | None = None) -> dict[str, np.ndarray]:
+    """:func:`spinnet_lite.model.predict.predict`, in one pass where it fits, in blended tiles where not.
 
     Args:
         model: a :class:`~spinnet_lite.model.spinnet.SPINNet`.
         reference: ``(H, W)`` reference image (numpy array or DataArray), ``H, W >= 64``.
         sample: ``(H, W)`` sample image.
-        tile: tile side in pixels (>= 64; a multiple of 32 avoids padding inside each tile).
-            An image no larger than ``tile`` on a side is one tile along that side.
+        tile: the largest tile side, an int or ``(th, tw)`` (>= 64); None (default): no limit
+            but memory.  The plan (:func:`plan_tiles`) runs the whole image in one pass when
+            it is no larger than ``tile`` and its pass fits ``max_memory``, else the fewest,
+            largest tiles that satisfy both.
         overlap: pixels shared by neighbouring tiles (>= 0, < tile / 2); the blending ramps
-            are this wide.  32 px (the coarsest pyramid level's pixel) is a good default.
-        batch_size: tiles per forward pass (memory grows with it; 1 keeps the peak at one tile).
+            are this wide.  32 px is a good default.
+        batch_size: tiles per forward pass (None: as many as fit ``max_memory``).
         device: torch device (default: where the model is).
+        engine: inference engine, see :func:`spinnet_lite.model.fast.prepare`.
+        fast: run the fast variant (output at level 3, then the refiners).
+        max_memory: bytes one forward pass may use (default :data:`DEFAULT_MAX_MEMORY`).
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
@@ -86,41 +202,60 @@ def predict_tiled(model, reference, sample, tile: int = 512, overlap: int = 32, 
 
     Raises:
         ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), a tile smaller than
-            64 px, an overlap outside ``[0, tile / 2)``, a bad batch size.
+            64 px, an overlap outside ``[0, tile / 2)``, a bad batch size or memory bound.
     """
+    ref, sam = as_pair(reference, sample)
+    return _predict_checked(model, ref, sam, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
+                            engine=engine, fast=fast, max_memory=max_memory)
+
+
+def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap: int = 32,
+                     batch_size: int | None = None, device=None, engine: str = "auto", fast: bool = False,
+                     max_memory: float | None = None) -> dict[str, np.ndarray]:
+    """:func:`predict_tiled` on a pair already checked by :func:`spinnet_lite.checks.as_pair`."""
     from .model.predict import predict
 
-    if not _is_int(tile) or tile < MIN_SIZE:
-        raise ValueError(f"predict_tiled: tile must be an integer >= {MIN_SIZE} px, got {tile!r}")
-    if not _is_int(overlap) or not 0 <= overlap < tile / 2:
-        raise ValueError(f"predict_tiled: overlap must be an integer in [0, tile/2 = {tile / 2:g}), got {overlap!r}")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"predict_tiled: batch_size must be a positive integer, got {batch_size!r}")
-    tile, overlap, batch_size = int(tile), int(overlap), int(batch_size)
-    ref, sam = as_pair(reference, sample)
     height, width = ref.shape
-    if height <= tile and width <= tile:
-        return predict(model, ref, sam, batch_size=batch_size, device=device)
+    cap = _tile_shape(tile, height, width)
+    if not _is_int(overlap) or overlap < 0 or (cap is not None and not overlap < min(cap) / 2):
+        limit = f"tile/2 = {min(cap) / 2:g}" if cap is not None else "tile/2"
+        raise ValueError(f"predict_tiled: overlap must be an integer in [0, {limit}), got {overlap!r}")
+    if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
+        raise ValueError(f"predict_tiled: batch_size must be a positive integer, got {batch_size!r}")
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real)
+                                   or not max_memory > 0):
+        raise ValueError(f"predict_tiled: max_memory must be a positive number of bytes, got {max_memory!r}")
+    plan = plan_tiles(model, height, width, max_memory, int(overlap), fast=bool(fast), max_tile=cap)
+    th, tw = plan["tile"]
+    overlap = min(int(overlap), (min(th, tw) - 1) // 2)
+    batch_size = plan["batch_size"] if batch_size is None else int(batch_size)
+    extra = {}  # only what differs from predict()'s defaults (stand-ins for predict take the old keywords)
+    if engine != "auto":
+        extra["engine"] = engine
+    if fast:
+        extra["fast"] = True
+    if th >= height and tw >= width:
+        return predict(model, ref, sam, batch_size=batch_size, device=device, **extra)
 
     # One global scale, so every tile sees the intensities of the whole image (predict then
     # divides each tile by its own reference mean, which stays close to 1).
-    scale = ref.mean()
+    scale = float(ref.mean())
     if not scale > 0:
         raise ValueError("reference: mean intensity must be positive (an intensity image is expected)")
-    ref, sam = ref / scale, sam / scale
-    th, tw = min(tile, height), min(tile, width)
     starts = [(y0, x0) for y0 in tile_starts(height, th, overlap) for x0 in tile_starts(width, tw, overlap)]
-    total = np.zeros((3, height, width))
-    weight_sum = np.zeros((height, width))
+    total = np.zeros((3, height, width), np.float32)
+    weight_sum = np.zeros((height, width), np.float32)
     for first in range(0, len(starts), batch_size):
         group = starts[first:first + batch_size]
-        refs = np.stack([ref[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
-        sams = np.stack([sam[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
-        out = predict(model, refs, sams, batch_size=batch_size, device=device)
+        refs = np.stack([ref[y0:y0 + th, x0:x0 + tw] for y0, x0 in group]) / scale
+        sams = np.stack([sam[y0:y0 + th, x0:x0 + tw] for y0, x0 in group]) / scale
+        out = predict(model, refs, sams, batch_size=batch_size, device=device, **extra)
+        del refs, sams
         for i, (y0, x0) in enumerate(group):
-            w = blend_weight((height, width), (y0, x0), (th, tw), overlap)
+            w = blend_weight((height, width), (y0, x0), (th, tw), overlap).astype(np.float32)
             for c, name in enumerate(("dx", "dy", "transmission")):
                 total[c, y0:y0 + th, x0:x0 + tw] += w * out[name][i]
             weight_sum[y0:y0 + th, x0:x0 + tw] += w
+        del out
     total /= weight_sum
-    return {name: total[c].astype(np.float32) for c, name in enumerate(("dx", "dy", "transmission"))}
+    return {name: total[c] for c, name in enumerate(("dx", "dy", "transmission"))}

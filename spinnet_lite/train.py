@@ -22,10 +22,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import VALIDATION_SEED_BASE, PairSpec, SimulatedPairs
+from .checks import resolve_device
+from .data import VALIDATION_BANK_BASE, VALIDATION_SEED_BASE, PairSpec, SimulatedPairs, load_or_make_bank
+from .io import atomic_write, write_text
 from .model.config import get_config
 from .model.loss import multilevel_loss, pair_error
-from .model.predict import save_checkpoint
+from .model.predict import read_checkpoint, save_checkpoint, save_torch
 from .model.spinnet import SPINNet
 
 #: (last pyramid level, refiners on) for stages 1, 2, 3.
@@ -60,12 +62,16 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"
     spec: PairSpec = field(default_factory=PairSpec)
+    init_from: str | None = None  # start from these weights (a checkpoint; matching tensors are copied)
+    start_stage: int = 1  # 3 fine-tunes the whole network at once
+    freeze_bn: bool = False  # BatchNorm statistics re-estimated once on the new data, then fixed
+    val_bank_size: int = 8
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("stage_epochs", "stage_share", "stage_lr_scale"):
             d[key] = list(d[key])
-        d["spec"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d["spec"].items()}
+        d["spec"] = self.spec.to_dict()
         return d
 
 
@@ -79,6 +85,15 @@ PRESETS = {
     # stage-1 path still predicted ~0, the stage-2 path had cut the displacement error by 25 %).
     "lite": dict(preset="lite", patch=128, batch_size=8, epoch_pairs=256, val_pairs=32, stage_epochs=(30, 200, 200),
                  stage_share=(0.15, 0.45, 0.40), halve_every=25),
+    # Fine-tuning of the bundled weights on the wide distribution of issue 8 (data.PairSpec):
+    # the whole network at once (stage 3), BatchNorm statistics re-estimated on the new data and
+    # then frozen (with batches of 2, BatchNorm in training mode made fine-tuning worse).
+    "lite-finetune": dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, val_pairs=24, stage_epochs=(0, 0, 600),
+                          stage_share=(0.0, 0.0, 1.0), halve_every=90, lr=3e-4, stage_lr_scale=(1.0, 1.0, 1.0),
+                          start_stage=3, freeze_bn=True, threads=2,
+                          # Eq. 4 divides by |d_gt|^2: with 0-12 px fields a 10 px pair would weigh
+                          # 1/1000 of a still one; a floor of 1 px^2 (mean square) keeps large shifts in play
+                          loss_eps=1.0),
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
 }
@@ -90,21 +105,83 @@ def preset_config(name: str, **overrides) -> TrainConfig:
     cfg = replace(TrainConfig(**PRESETS[name]), **{k: v for k, v in overrides.items() if v is not None})
     if cfg.patch % 32 or cfg.patch < 64:
         raise ValueError(f"patch must be a multiple of 32 and at least 64 px, got {cfg.patch}")
-    return replace(cfg, spec=replace(cfg.spec, size=cfg.patch))
+    spec = replace(cfg.spec, size=cfg.patch, bank_px=max(cfg.spec.bank_px, cfg.patch + 64))
+    if cfg.preset == "tiny":  # tests and quick notebooks: a two-reference bank
+        spec = replace(spec, bank_size=2, bank_px=cfg.patch + 64)
+    return replace(cfg, spec=spec)
 
 
-def _loaders(cfg: TrainConfig, epoch: int, stage: int):
+def _loaders(cfg: TrainConfig, epoch: int, stage: int, bank):
     # Every epoch sees fresh pairs: epoch e of stage s starts at seed (s * 1000 + e) * epoch_pairs.
     base = cfg.seed * 10_000_000 + ((stage * 1000 + epoch) * cfg.epoch_pairs)
-    train = SimulatedPairs(cfg.epoch_pairs, base=base, spec=cfg.spec)
+    train = SimulatedPairs(cfg.epoch_pairs, base=base, spec=cfg.spec, bank=bank)
     gen = torch.Generator().manual_seed(base)
     kw = dict(num_workers=cfg.workers, persistent_workers=False) if cfg.workers else {}
     return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=True, **kw)
 
 
-def _validation(cfg: TrainConfig):
-    val = SimulatedPairs(cfg.val_pairs, base=VALIDATION_SEED_BASE + cfg.seed * 10_000, spec=cfg.spec)
+def _banks(cfg: TrainConfig, out_dir: Path, progress: bool):
+    """The training and validation reference banks, cached in the run folder (made once)."""
+    train_bank = load_or_make_bank(out_dir / "bank_train.nc", cfg.spec.bank_size, cfg.seed * 100_000, cfg.spec, progress)
+    n_val = min(cfg.val_bank_size, cfg.spec.bank_size)
+    val_bank = load_or_make_bank(out_dir / "bank_val.nc", n_val, VALIDATION_BANK_BASE + cfg.seed * 100_000, cfg.spec,
+                                 progress)
+    return train_bank, val_bank
+
+
+def _validation(cfg: TrainConfig, val_bank):
+    val = SimulatedPairs(cfg.val_pairs, base=VALIDATION_SEED_BASE + cfg.seed * 10_000, spec=cfg.spec, bank=val_bank)
     return [val[i] for i in range(len(val))]
+
+
+def transfer_weights(model: SPINNet, path) -> dict:
+    """Copy every tensor of the checkpoint at ``path`` whose name and shape match into ``model``.
+
+    For fine-tuning across configurations (e.g. a 6-level network into the 4-level lite one).
+    Returns ``{"copied": n, "skipped": [names of the model's tensors left as initialised]}``.
+    """
+    checkpoint = read_checkpoint(path)
+    source = checkpoint["state_dict"]
+    own = model.state_dict()
+    copied, skipped = 0, []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            if name in source and tuple(source[name].shape) == tuple(tensor.shape):
+                tensor.copy_(source[name])
+                copied += 1
+            else:
+                skipped.append(name)
+    return {"copied": copied, "skipped": skipped}
+
+
+def _bn_modules(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: SPINNet, batches, last_level=None, refine=None) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on ``batches`` (cumulative average).
+
+    Used before fine-tuning on a new input distribution (here: the input normalisation and the
+    wide data), since the statistics of the old inputs no longer hold.
+    """
+    bns = _bn_modules(model)
+    saved = [(m.momentum,) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over all batches
+    model.train()
+    for batch in batches:
+        model(batch["reference"], batch["sample"], last_level=last_level, refine=refine)
+    for m, (momentum,) in zip(bns, saved):
+        m.momentum = momentum
+
+
+def _train_mode(model: SPINNet, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for m in _bn_modules(model):
+            m.eval()
 
 
 @torch.no_grad()
@@ -126,15 +203,40 @@ def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1
 
 
 def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, elapsed, segments):
-    tmp = path.with_suffix(".tmp")
-    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "train_config": cfg.to_dict(), "stage": stage, "epoch": epoch, "step": step, "history": history,
-                "elapsed_s": elapsed, "segments": segments}, tmp)
-    tmp.replace(path)
+    # Plain types and tensors only, so that resuming loads it with weights_only=True; atomic.
+    save_torch({"config": model.config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "train_config": cfg.to_dict(), "stage": int(stage), "epoch": int(epoch), "step": int(step),
+                "history": history, "elapsed_s": float(elapsed), "segments": segments}, path)
+
+
+#: What a resumable ``checkpoint.pt`` holds besides the config and the weights.
+_STATE_KEYS = ("optimizer", "train_config", "stage", "epoch", "step", "history", "elapsed_s")
+
+
+def _check_train_args(cfg: TrainConfig, out_dir, resume: bool) -> None:
+    """Refuse, before anything is written, a run that cannot work or would take no optimiser step."""
+    from .io import check_output_dir
+
+    check_output_dir(out_dir, what="run folder")
+    resolve_device(cfg.device, what="device")
+    for name in ("batch_size", "epoch_pairs", "val_pairs", "patch"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if cfg.minutes is not None and not (isinstance(cfg.minutes, (int, float)) and math.isfinite(cfg.minutes)
+                                        and cfg.minutes > 0):
+        raise ValueError(f"minutes must be a positive number, got {cfg.minutes!r}")
+    if cfg.batch_size > cfg.epoch_pairs:
+        raise ValueError(f"batch size {cfg.batch_size} is larger than the {cfg.epoch_pairs} pairs of an epoch: "
+                         "incomplete batches are dropped, so no optimiser step would be taken; "
+                         "lower the batch size or raise the pairs per epoch")
+    if not resume and sum(cfg.stage_epochs[int(cfg.start_stage) - 1:]) < 1:
+        raise ValueError(f"stage_epochs {tuple(cfg.stage_epochs)} from stage {cfg.start_stage} on add up to no epoch: "
+                         "no optimiser step would be taken")
 
 
 def write_history(history: list[dict], out_dir: Path):
-    with open(out_dir / "history.csv", "w", newline="") as f:
+    with atomic_write(Path(out_dir) / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         writer.writerows(history)
@@ -170,7 +272,8 @@ def plot_history(history: list[dict], path=None):
     ax.legend()
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=100)
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=100)
         plt.close(fig)
     return fig
 
@@ -183,6 +286,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         ValueError: ``out_dir`` already holds a run and neither ``resume`` nor ``overwrite``
             was asked for, or ``resume`` was asked for with no checkpoint there.
     """
+    _check_train_args(cfg, out_dir, resume)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
     if out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
@@ -193,17 +297,38 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device, what="device")
     model = SPINNet(get_config(cfg.preset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    stage, epoch, step, history, elapsed0 = 1, 0, 0, [], 0.0
+    stage, epoch, step, history, elapsed0 = int(cfg.start_stage), 0, 0, [], 0.0
+    train_bank, val_bank = _banks(cfg, out_dir, progress)
+    init_note = None
+    if cfg.init_from and not resume:
+        init_note = transfer_weights(model, cfg.init_from)
+        init_note = {"from": str(cfg.init_from), "copied": init_note["copied"], "skipped": init_note["skipped"]}
+        print(f"initialised from {cfg.init_from}: {init_note['copied']} tensors copied, "
+              f"{len(init_note['skipped'])} left as initialised", flush=True)
+        if cfg.freeze_bn:
+            last, refine = STAGES[stage]
+            calib = SimulatedPairs(32, base=cfg.seed * 10_000_000 + 999 * cfg.epoch_pairs, spec=cfg.spec, bank=train_bank)
+            items = [calib[i] for i in range(len(calib))]
+            batches = [{k: torch.stack([p[k] for p in items[i:i + 4]]).to(device) for k in items[0]}
+                       for i in range(0, len(items), 4)]
+            recalibrate_batchnorm(model, batches, last, refine)
     segments = []  # one entry per invocation: a run resumed with other settings keeps them all
     if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = read_checkpoint(ckpt_path, map_location=device)  # weights_only=True, checksums, finite weights
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"{ckpt_path}: not a resumable training checkpoint (no {', '.join(missing)})")
         if state["config"] != model.config.to_dict():
             raise ValueError(f"{ckpt_path}: checkpoint is of config {state['config'].get('name')!r}, not {cfg.preset!r}")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{ckpt_path}: the checkpoint does not fit this run ({first})") from None
         stage, epoch, step, history, elapsed0 = state["stage"], state["epoch"], state["step"], state["history"], state["elapsed_s"]
         earlier = state["train_config"]
         segments = state.get("segments") or [{"command": "(not recorded)", "train_config": earlier, "from_stage": 1,
@@ -211,28 +336,30 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         for row in history:
             row.setdefault("patch", earlier["patch"])
     segments.append({"command": command or "spinnet_lite.train.train(...)", "train_config": cfg.to_dict(),
-                     "from_stage": stage, "from_epoch": epoch})
-    val_pairs = _validation(cfg)
+                     "from_stage": stage, "from_epoch": epoch, "init": init_note})
+    val_pairs = _validation(cfg, val_bank)
     t0 = time.perf_counter() - elapsed0
     budget = None if cfg.minutes is None else cfg.minutes * 60.0
+    first_step = step  # the time budget never stops a run before its first epoch: no step-less runs
     stage_start = {1: 0.0}
     for s in (1, 2, 3):
         stage_start[s + 1] = stage_start[s] + (budget * cfg.stage_share[s - 1] if budget else 0.0)
     while stage <= 3:
         last, refine = STAGES[stage]
-        if epoch == 0 and stage == 2:
+        if epoch == 0 and stage == 2 and not cfg.init_from:
             model.init_level_from(src=3, dst=2)  # stage 2: level 2 starts from level 3's estimators
         n_epochs = cfg.stage_epochs[stage - 1]
         bar = tqdm(total=n_epochs, initial=epoch, desc=f"stage {stage}", disable=not progress, file=sys.stderr)
         while epoch < n_epochs:
-            if budget is not None and time.perf_counter() - t0 > (budget if stage == 3 else stage_start[stage + 1]):
+            if budget is not None and step > first_step and \
+                    time.perf_counter() - t0 > (budget if stage == 3 else stage_start[stage + 1]):
                 break  # this stage's share of the time is spent
             lr = cfg.lr * cfg.stage_lr_scale[stage - 1] * 0.5 ** (epoch // cfg.halve_every)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            model.train()
+            _train_mode(model, cfg.freeze_bn)
             total, count = 0.0, 0
-            for batch in _loaders(cfg, epoch, stage):
+            for batch in _loaders(cfg, epoch, stage, train_bank):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 out = model(batch["reference"], batch["sample"], last_level=last, refine=refine)
                 loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], eps=cfg.loss_eps)
@@ -267,7 +394,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": {"training_seeds": f"{cfg.seed * 10_000_000} + (stage * 1000 + epoch) * epoch_pairs + i",
                  "validation_seeds": f"{VALIDATION_SEED_BASE + cfg.seed * 10_000} .. +{cfg.val_pairs}",
-                 "geometry": "Geometry.training()", "phantom": "random"},
+                 "training_bank_seeds": f"{cfg.seed * 100_000} .. +{cfg.spec.bank_size}",
+                 "validation_bank_seeds": f"{VALIDATION_BANK_BASE + cfg.seed * 100_000} .. +{min(cfg.val_bank_size, cfg.spec.bank_size)}",
+                 "distribution": "spinnet_lite.data.PairSpec (train_config.spec)",
+                 "displacement_geometry": "Geometry.training()"},
         "training_time_s": round(elapsed, 1),
         "steps": step,
         "epochs_per_stage": [sum(1 for h in history if h["stage"] == s) for s in (1, 2, 3)],
@@ -281,5 +411,5 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     write_history(history, out_dir)
     if history:
         plot_history(history, out_dir / "history.png")
-    (out_dir / "record.json").write_text(json.dumps(record, indent=2))
+    write_text(out_dir / "record.json", json.dumps(record, indent=2))
     return record

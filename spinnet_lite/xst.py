@@ -18,9 +18,10 @@ The sample window centred at ``(y, x)`` is therefore compared with the reference
 centred at ``(y - sy, x - sx)`` for the trial shift ``(sy, sx)``.
 
 Everything is vectorised: the only Python loops are over the ``(2 search + 1)^2`` shifts
-and over blocks of rows in the refinement; local means are box filters
-(``torch.nn.functional.avg_pool2d``) on reflect-padded images, so the output has the
-input's shape.
+and over bands of image rows (the correlation volume of one band at a time, at most
+``_VOLUME_FLOATS`` values, so a 4096 x 4096 pair peaks at about 1.7 GB instead of needing
+11 GB at once); local means are box filters (``torch.nn.functional.avg_pool2d``) on
+reflect-padded images, so the output has the input's shape and does not depend on the bands.
 
 Speed (``benchmarks/xst_speed.py``): a 512 x 512 pair at ``search=5`` takes about 0.9 s with
 ``refine=0`` and 2.1 s with ``refine=2`` on one CPU thread.  On a machine whose cores are busy with other work, torch's
@@ -33,22 +34,25 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .checks import as_pair, check_choice
+from .checks import as_pair, check_choice, check_intensity, normalise_scale, resolve_device
 
 SUBPIXEL_METHODS = ("gaussian", "parabolic", "none")
 
-#: Shifts processed together; bounds the memory to about ``CHUNK * (H + window) * (W + window)``
-#: floats (about 35 MB for a 512 x 512 pair).
+#: Shifts whose products are formed together in one band of rows.
 _CHUNK = 32
+#: Correlation values held at once: the integer search runs over bands of image rows so that
+#: its ``(2 search + 1)^2 x rows x W`` volume never exceeds this many floats (128 MB), however
+#: large the frame (a 4096 x 4096 pair at ``search=6`` would otherwise need 11.3 GB).
+_VOLUME_FLOATS = 2**25
+#: Pixels refined together by the Lucas-Kanade step (its temporaries are ~30 floats per
+#: window pixel per image pixel, about 200 MB at this size).
+_REFINE_PIXELS = 16384
+#: Image rows per band when the transmission is read at the matched positions.
+_TRANSMISSION_ROWS = 256
 
 
 def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"xst: unknown device {device!r} ({exc})") from None
+    return resolve_device(device, what="xst: device")
 
 
 def _box_mean(t: torch.Tensor, window: int) -> torch.Tensor:
@@ -102,6 +106,11 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
             1 px in total from the peak fit.
         device: torch device for the computation; None picks CUDA when available, else CPU.
 
+    The images are intensities: both are first divided by one common power of two (so their
+    scale, 1e-310 or 1e300, changes nothing), and an image whose mean is not positive is
+    refused, as SPINNet refuses it.  Large frames are processed in bands of rows, so the
+    memory stays a few full-size arrays (a 4096 x 4096 pair fits in well under 4 GB).
+
     Returns:
         dict of float64 numpy arrays, each ``(H, W)``:
         ``dx``, ``dy`` (px, speckle motion, see the module docstring), ``transmission``
@@ -109,9 +118,10 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
         ``correlation`` (ZNCC at the best integer shift, in [-1, 1]).
 
     Raises:
-        ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), an even or too
-            small window, a search range < 1 or one too large for the image, or an unknown
-            ``subpixel`` method.
+        ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), images that are
+            not intensities (a mean that is not positive), an even or too small window, a
+            search range < 1 or one too large for the image, an unknown ``subpixel`` method
+            or an unusable device.
     """
     ref, sam = as_pair(reference, sample)
     check_choice(subpixel, SUBPIXEL_METHODS, "subpixel method")
@@ -121,7 +131,7 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
         raise ValueError(f"xst: search must be an integer >= 1, got {search!r}")
     if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 0:
         raise ValueError(f"xst: refine must be an integer >= 0 (Lucas-Kanade iterations), got {refine!r}")
-    window, search = int(window), int(search)
+    window, search, refine = int(window), int(search), int(refine)
     half = window // 2
     height, width = ref.shape
     if search + half >= min(height, width):
@@ -129,16 +139,24 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
             f"xst: search ({search}) + window // 2 ({half}) must be smaller than the image side ({min(height, width)})"
         )
     dev = _resolve_device(device)
+    check_intensity(ref, "reference")
+    check_intensity(sam, "sample")
+    ref, sam = normalise_scale(ref, sam)
 
     # Global affine normalisation: ZNCC does not change, float32 keeps its precision.
     ref_offset, ref_scale = ref.mean(), ref.std()
     sam_offset, sam_scale = sam.mean(), sam.std()
-    ref_n = (ref - ref_offset) / ref_scale
-    sam_n = (sam - sam_offset) / sam_scale
+    ref -= ref_offset
+    ref /= ref_scale
+    sam -= sam_offset
+    sam /= sam_scale
+    ref_n, sam_n = ref, sam
+    del ref, sam
 
     pad = search + half
-    ref_big = torch.as_tensor(np.pad(ref_n, pad, mode="reflect"), dtype=torch.float32, device=dev)
-    sam_pad = torch.as_tensor(np.pad(sam_n, half, mode="reflect"), dtype=torch.float32, device=dev)
+    ref_big = torch.as_tensor(np.pad(ref_n.astype(np.float32), pad, mode="reflect"), device=dev)
+    sam_pad = torch.as_tensor(np.pad(sam_n.astype(np.float32), half, mode="reflect"), device=dev)
+    del sam_n
 
     # Local statistics: sample at every pixel, reference at every pixel of the search margin.
     mean_s = _box_mean(sam_pad[None], window)[0]  # (H, W)
@@ -147,54 +165,54 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
     var_r = (_box_mean(ref_big[None] ** 2, window)[0] - mean_r**2).clamp(min=0)
 
     n_side = 2 * search + 1
-    shifts = [(sy, sx) for sy in range(-search, search + 1) for sx in range(-search, search + 1)]
-    volume = torch.empty((len(shifts), height, width), dtype=torch.float32, device=dev)
-    tiny = 1e-6
-    hp, wp = height + 2 * half, width + 2 * half
-    products = torch.empty((min(_CHUNK, len(shifts)), hp, wp), dtype=torch.float32, device=dev)
-    for start in range(0, len(shifts), _CHUNK):
-        chunk = shifts[start : start + _CHUNK]
-        for i, (sy, sx) in enumerate(chunk):
-            # Reference displaced by (sy, sx): R_s(y, x) = R(y - sy, x - sx), times the sample.
-            torch.mul(ref_big[search - sy : search - sy + hp, search - sx : search - sx + wp], sam_pad, out=products[i])
-        cross = _box_mean(products[: len(chunk)], window)  # (C, H, W)
-        for i, (sy, sx) in enumerate(chunk):
-            m_r = mean_r[search - sy : search - sy + height, search - sx : search - sx + width]
-            v_r = var_r[search - sy : search - sy + height, search - sx : search - sx + width]
-            out = volume[start + i]
-            torch.addcmul(cross[i], m_r, mean_s, value=-1.0, out=out)
-            out.mul_(torch.rsqrt(v_r * var_s + tiny))
-    del products
+    dy = torch.empty((height, width), dtype=torch.float64, device=dev)
+    dx = torch.empty((height, width), dtype=torch.float64, device=dev)
+    peak = torch.empty((height, width), dtype=torch.float32, device=dev)
+    band = max(1, min(height, _VOLUME_FLOATS // (n_side * n_side * width)))
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        volume = _correlation_band(ref_big, sam_pad, mean_r, var_r, mean_s, var_s, y0, y1, search, window)
+        best = volume.argmax(dim=0)  # (b, W)
+        peak[y0:y1] = volume.gather(0, best[None])[0]
+        iy, ix = best // n_side, best % n_side  # 0 .. 2s
 
-    best = volume.argmax(dim=0)  # (H, W)
-    peak = volume.gather(0, best[None])[0]
-    iy, ix = best // n_side, best % n_side  # 0 .. 2s
+        def at(jy, jx):
+            return volume.gather(0, (jy * n_side + jx)[None])[0]
 
-    def at(jy, jx):
-        return volume.gather(0, (jy * n_side + jx)[None])[0]
-
-    # Neighbours of the peak (clamped at the edge of the search range, offset forced to 0 there).
-    ym, yp = (iy - 1).clamp(min=0), (iy + 1).clamp(max=n_side - 1)
-    xm, xp = (ix - 1).clamp(min=0), (ix + 1).clamp(max=n_side - 1)
-    off_y = _subpixel_offset(at(ym, ix), peak, at(yp, ix), subpixel)
-    off_x = _subpixel_offset(at(iy, xm), peak, at(iy, xp), subpixel)
-    inner_y = (iy > 0) & (iy < n_side - 1)
-    inner_x = (ix > 0) & (ix < n_side - 1)
-    dy = (iy - search).to(torch.float64) + torch.where(inner_y, off_y, torch.zeros_like(off_y)).to(torch.float64)
-    dx = (ix - search).to(torch.float64) + torch.where(inner_x, off_x, torch.zeros_like(off_x)).to(torch.float64)
-    del volume
+        # Neighbours of the peak (clamped at the edge of the search range, offset forced to 0 there).
+        ym, yp = (iy - 1).clamp(min=0), (iy + 1).clamp(max=n_side - 1)
+        xm, xp = (ix - 1).clamp(min=0), (ix + 1).clamp(max=n_side - 1)
+        c0 = peak[y0:y1]
+        off_y = _subpixel_offset(at(ym, ix), c0, at(yp, ix), subpixel)
+        off_x = _subpixel_offset(at(iy, xm), c0, at(iy, xp), subpixel)
+        inner_y = (iy > 0) & (iy < n_side - 1)
+        inner_x = (ix > 0) & (ix < n_side - 1)
+        dy[y0:y1] = (iy - search).to(torch.float64) + torch.where(inner_y, off_y, torch.zeros_like(off_y)).to(torch.float64)
+        dx[y0:y1] = (ix - search).to(torch.float64) + torch.where(inner_x, off_x, torch.zeros_like(off_x)).to(torch.float64)
+        del volume, best, iy, ix, ym, yp, xm, xp, off_y, off_x
+    del ref_big, var_r, var_s
     if refine:
-        dx, dy = _lucas_kanade(ref_n, sam_pad, dx, dy, window, int(refine), pad + 2, dev)
+        dx, dy = _lucas_kanade(ref_n, sam_pad, dx, dy, window, refine, pad + 2, dev)
+    del ref_n, sam_pad
     dy_np, dx_np = dy.cpu().numpy(), dx.cpu().numpy()
+    del dx, dy
 
     # Transmission: ratio of raw local means, the reference's read at the matched sub-pixel
-    # position (y - dy, x - dx) by bilinear interpolation of its box-mean map.
-    mean_s_raw = mean_s.double().cpu().numpy() * sam_scale + sam_offset
-    mean_r_raw = mean_r.double().cpu().numpy() * ref_scale + ref_offset
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    mean_r_matched = ndimage.map_coordinates(mean_r_raw, [yy - dy_np + search, xx - dx_np + search], order=1, mode="nearest")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        transmission = np.where(np.abs(mean_r_matched) > 0, mean_s_raw / mean_r_matched, np.nan)
+    # position (y - dy, x - dx) by bilinear interpolation of its box-mean map; in bands of rows.
+    mean_r_raw = mean_r.double().cpu().numpy()
+    del mean_r
+    mean_r_raw *= ref_scale
+    mean_r_raw += ref_offset
+    transmission = np.empty((height, width))
+    columns = np.arange(width, dtype=np.float64)[None, :] + search
+    for y0 in range(0, height, _TRANSMISSION_ROWS):
+        y1 = min(height, y0 + _TRANSMISSION_ROWS)
+        rows = np.arange(y0, y1, dtype=np.float64)[:, None] + search
+        matched = ndimage.map_coordinates(mean_r_raw, [rows - dy_np[y0:y1], columns - dx_np[y0:y1]], order=1,
+                                          mode="nearest")
+        mean_s_raw = mean_s[y0:y1].double().cpu().numpy() * sam_scale + sam_offset
+        with np.errstate(divide="ignore", invalid="ignore"):
+            transmission[y0:y1] = np.where(np.abs(matched) > 0, mean_s_raw / matched, np.nan)
 
     return {
         "dx": dx_np,
@@ -202,6 +220,41 @@ def xst(reference, sample, window: int = 7, search: int = 6, subpixel: str = "ga
         "transmission": transmission,
         "correlation": peak.double().cpu().numpy(),
     }
+
+
+def _correlation_band(ref_big, sam_pad, mean_r, var_r, mean_s, var_s, y0: int, y1: int, search: int,
+                      window: int) -> torch.Tensor:
+    """ZNCC of the sample windows centred on rows ``[y0, y1)`` at every integer shift: ``(n_shifts, y1 - y0, W)``.
+
+    Every value is computed exactly as for the whole image (box means without padding of
+    the padded images), so the bands join seamlessly.
+    """
+    half = window // 2
+    rows = y1 - y0
+    width = mean_s.shape[1]
+    shifts = [(sy, sx) for sy in range(-search, search + 1) for sx in range(-search, search + 1)]
+    volume = torch.empty((len(shifts), rows, width), dtype=torch.float32, device=ref_big.device)
+    hp, wp = rows + 2 * half, width + 2 * half
+    sam_band = sam_pad[y0 : y0 + hp]
+    ms, vs = mean_s[y0:y1], var_s[y0:y1]
+    tiny = 1e-6
+    products = torch.empty((min(_CHUNK, len(shifts)), hp, wp), dtype=torch.float32, device=ref_big.device)
+    for start in range(0, len(shifts), _CHUNK):
+        chunk = shifts[start : start + _CHUNK]
+        for i, (sy, sx) in enumerate(chunk):
+            # Reference displaced by (sy, sx): R_s(y, x) = R(y - sy, x - sx), times the sample.
+            top = search - sy + y0
+            torch.mul(ref_big[top : top + hp, search - sx : search - sx + wp], sam_band, out=products[i])
+        cross = _box_mean(products[: len(chunk)], window)  # (C, rows, W)
+        for i, (sy, sx) in enumerate(chunk):
+            top = search - sy + y0
+            m_r = mean_r[top : top + rows, search - sx : search - sx + width]
+            v_r = var_r[top : top + rows, search - sx : search - sx + width]
+            out = volume[start + i]
+            torch.addcmul(cross[i], m_r, ms, value=-1.0, out=out)
+            out.mul_(torch.rsqrt(v_r * vs + tiny))
+        del cross
+    return volume
 
 
 def _bspline_weights(frac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +303,7 @@ def _sample_windows(coeffs: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, k:
     return values, grad_y, grad_x
 
 
-def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: int, dev, rows: int = 32):
+def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: int, dev, rows: int | None = None):
     """Refine per-pixel shifts by Gauss-Newton on the windowed, affine-normalised SSD.
 
     For each pixel the reference and its gradient are re-sampled (cubic B-spline) on the
@@ -262,7 +315,8 @@ def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: 
         sam_pad: normalised sample reflect-padded by ``window // 2``, (H + w - 1, W + w - 1) tensor.
         dx, dy: (H, W) float64 tensors, the starting shifts (px).
         margin: reflect padding of the reference; shifts stay within it.
-        rows: image rows processed at once (bounds memory to ~20 * rows * W * (w + 3)^2 floats).
+        rows: image rows processed at once (bounds memory to ~30 * rows * W * (w + 3)^2 floats);
+            default: as many as make :data:`_REFINE_PIXELS` pixels.
 
     Returns:
         The refined ``(dx, dy)`` float64 tensors, each within 1 px of its start.
@@ -276,9 +330,9 @@ def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: 
     # ~0.04 px depending on the sub-pixel phase).
     coeffs = ndimage.spline_filter(np.pad(ref_n, big, mode="reflect"), order=3, mode="mirror")
     ref_big = torch.as_tensor(coeffs, dtype=torch.float32, device=dev)
-    # Sample windows, zero-mean: (H, W, w*w).
-    sam_win = F.unfold(sam_pad[None, None], window).reshape(window * window, height, width).permute(1, 2, 0)
-    sam_win = sam_win - sam_win.mean(-1, keepdim=True)
+    del coeffs
+    if rows is None:
+        rows = max(1, _REFINE_PIXELS // width)
     ys = torch.arange(height, dtype=torch.float32, device=dev)[:, None].expand(height, width)
     xs = torch.arange(width, dtype=torch.float32, device=dev)[None, :].expand(height, width)
     tx0, ty0 = dx.to(torch.float32), dy.to(torch.float32)
@@ -293,7 +347,11 @@ def _lucas_kanade(ref_n, sam_pad, dx, dy, window: int, iterations: int, margin: 
             inner = inner - inner.mean(-1, keepdim=True)
             grad_x = grad_x - grad_x.mean(-1, keepdim=True)
             grad_y = grad_y - grad_y.mean(-1, keepdim=True)
-            target = sam_win[sl]
+            # Sample windows of these rows, zero-mean: (rows, W, w*w).
+            count = sl.stop - sl.start
+            target = F.unfold(sam_pad[None, None, sl.start : sl.stop + 2 * half], window)
+            target = target.reshape(window * window, count, width).permute(1, 2, 0)
+            target = target - target.mean(-1, keepdim=True)
             # Normal equations of  target = a * inner + cx * grad_x + cy * grad_y  (3 x 3, symmetric).
             m00, m01, m02 = (inner * inner).sum(-1), (inner * grad_x).sum(-1), (inner * grad_y).sum(-1)
             m11, m12, m22 = (grad_x * grad_x).sum(-1), (grad_x * grad_y).sum(-1), (grad_y * grad_y).sum(-1)

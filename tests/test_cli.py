@@ -1,4 +1,5 @@
 """Command line: round trips and one-line errors with exit status 2."""
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,165 @@ class TestReconstructCommand:
             err = capsys.readouterr().err.strip()
             assert match in err and len(err.splitlines()) == 1
         assert not (tmp_path / "o.nc").exists()
+
+
+class TestBadInputTable:
+    """Issue 11: each row gives one line on stderr and exit status 2, before any computation."""
+
+    @pytest.fixture
+    def no_computation(self, monkeypatch):
+        """Fail the test if the command gets as far as simulating, reconstructing or training."""
+        import spinnet_lite.simulate
+        import spinnet_lite.train
+
+        def boom(*args, **kwargs):
+            raise AssertionError("the computation started before the arguments were checked")
+
+        monkeypatch.setattr(spinnet_lite.simulate, "simulate_pair", boom)
+        monkeypatch.setattr(sys.modules["spinnet_lite.reconstruct"], "reconstruct", boom)
+        monkeypatch.setattr(spinnet_lite.train, "train", boom)
+
+    @pytest.fixture
+    def images(self, tmp_path):
+        from spinnet_lite.io import write_dataset
+        from spinnet_lite.simulate import simulate_pair
+
+        ds = simulate_pair(64, seed=1)
+        np.save(tmp_path / "ref.npy", ds.reference.values)
+        np.save(tmp_path / "sam.npy", ds.sample.values)
+        write_dataset(ds, tmp_path / "pair.nc")
+        return tmp_path
+
+    def _run(self, capsys, args, match):
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, err
+        assert len(err.splitlines()) == 1, err
+        assert match in err, err
+        return err
+
+    @pytest.mark.parametrize("args, match", [
+        (["--seed", "18446744073709551616"], "argument --seed: expected an integer from 0 to 2**63 - 1"),
+        (["--seed", "-1"], "argument --seed"),
+        (["--seed", "1.5"], "argument --seed"),
+        (["--energy", "20", "--distance", "500", "--pixel-size", "1e-200"], "argument --pixel-size"),
+        (["--energy", "1e-6", "--distance", "500", "--pixel-size", "0.65"], "argument --energy"),
+        (["--photons", "1e300"], "argument --photons"),
+        (["--energy", "20"], "missing --pixel-size, --distance"),
+    ])
+    def test_simulate_arguments(self, tmp_path, capsys, no_computation, args, match):
+        self._run(capsys, ["simulate", *args, "-o", str(tmp_path / "x.nc")], match)
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("name, match", [
+        ("", "--out: the file name is empty"),
+        (".", "is a directory"),
+        ("{tmp}", "is a directory"),
+        ("{tmp}/result.npy", "expected a file name ending in .nc"),
+        ("{tmp}/file.txt/x.nc", "is not a directory"),
+        ("{tmp}/missing/x.nc", "no such directory"),
+    ])
+    def test_simulate_output_names(self, tmp_path, capsys, no_computation, name, match):
+        (tmp_path / "file.txt").write_text("x")
+        self._run(capsys, ["simulate", "-o", name.format(tmp=tmp_path)], match)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+    def test_reconstruct_rows(self, images, capsys, no_computation):
+        t = images
+        out = str(t / "out.nc")
+        cases = [
+            ([str(t / "pair.nc"), str(t / "pair.nc"), "-o", out], "holds 7 2-D arrays"),
+            ([f"{t}/pair.nc::reference", f"{t}/pair.nc::sample", "-o", str(t / "pair.nc"), "--overwrite"],
+             "is also an input file"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "result.npy")], "ending in .nc"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "ref.npy" / "x.nc")], "is not a directory"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t)], "is a directory"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", ""], "empty"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--energy", "20"], "missing --pixel-size, --distance"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--tile", "64"],
+             "--tile applies to --method spinnet only"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--window", "5"], "--window applies to --method xst"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--tile", "64", "--overlap", "32"],
+             "--overlap (32) must be smaller than half the tile"),
+        ]
+        before = sorted(p.name for p in t.iterdir())
+        for args, match in cases:
+            self._run(capsys, ["reconstruct", *args], match)
+        assert sorted(p.name for p in t.iterdir()) == before
+
+    def test_damaged_checkpoints(self, images, capsys):
+        import torch
+
+        from spinnet_lite.model.predict import save_checkpoint
+        from spinnet_lite.model.spinnet import SPINNet
+
+        t = images
+        good = save_checkpoint(SPINNet("tiny"), t / "good.pt")
+        state = torch.load(good, weights_only=True)
+        state["state_dict"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+                               for k, v in state["state_dict"].items()}
+        torch.save(state, t / "nan.pt")
+        data = bytearray(good.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+        (t / "flipped.pt").write_bytes(bytes(data))
+        for name, match in (("nan.pt", "NaN or infinite"), ("flipped.pt", "checksum")):
+            self._run(capsys, ["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "o.nc"),
+                               "--weights", str(t / name)], match)
+        assert not (t / "o.nc").exists()
+
+    def test_tile_64_works(self, images, capsys):
+        t = images
+        assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "o.nc"), "--tile", "64"]) == 0
+        with xr.open_dataset(t / "o.nc") as ds:
+            assert np.all(np.isfinite(ds.dx.values))
+
+    @pytest.mark.parametrize("args, match", [
+        (["--device", "bogus"], "--device: unknown device 'bogus'"),
+        (["--batch-size", "64", "--epoch-pairs", "4"], "no optimiser step"),
+        (["--seed", "-3"], "argument --seed"),
+        (["--workers", "-1"], "argument --workers"),
+        (["--minutes", "nan"], "argument --minutes"),
+    ])
+    def test_train_arguments(self, tmp_path, capsys, no_computation, args, match):
+        self._run(capsys, ["train", "--preset", "tiny", "--out", str(tmp_path / "run"), *args], match)
+        assert not (tmp_path / "run").exists()
+
+    def test_train_out_is_a_file(self, tmp_path, capsys, no_computation):
+        (tmp_path / "run").write_text("x")
+        self._run(capsys, ["train", "--preset", "tiny", "--out", str(tmp_path / "run")], "is a file, not a directory")
+
+    def test_train_cuda_without_cuda(self, tmp_path, capsys, no_computation):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        self._run(capsys, ["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--device", "cuda"],
+                  "'cuda' is not available")
+
+    def test_export_rows(self, tmp_path, capsys):
+        (tmp_path / "w.pt").write_bytes(b"x")
+        self._run(capsys, ["export", "-o", str(tmp_path / "model.onnx")], "ending in .pt")
+        self._run(capsys, ["export", "--format", "onnx", "-o", str(tmp_path / "model.pt")], "ending in .onnx")
+        self._run(capsys, ["export", "--weights", str(tmp_path / "w.pt"), "-o", str(tmp_path / "w.pt"), "--overwrite"],
+                  "is also an input file")
+        assert (tmp_path / "w.pt").read_bytes() == b"x"
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to mount a read-only tmpfs")
+    def test_read_only_directory(self, images, tmp_path, capsys):
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+        try:
+            self._run(capsys, ["reconstruct", str(images / "ref.npy"), str(images / "sam.npy"), "--method", "xst",
+                               "-o", str(folder / "x.nc")], "cannot write in")
+            self._run(capsys, ["train", "--preset", "tiny", "--out", str(folder / "run")], "cannot write in")
+        finally:
+            subprocess.run(["umount", str(folder)], check=False)
+
+    def test_no_traceback_in_a_real_process(self, tmp_path):
+        r = run("simulate", "--seed", "18446744073709551616", "-o", str(tmp_path / "x.nc"))
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "x.nc").exists()

@@ -176,3 +176,39 @@ class TestExportCommand:
         r = run_cli("export", "--weights", str(tmp_path / "none.pt"), "-o", str(tmp_path / "x.pt"))
         assert r.returncode == 2 and "no such checkpoint" in r.stderr
         assert not (tmp_path / "x.pt").exists()
+
+
+class TestOutputSafety:
+    """Issue 11: the output name is checked before anything is loaded, and written atomically."""
+
+    @pytest.mark.parametrize("name, fmt, match", [
+        ("model.onnx", "torchscript", "ending in .pt"),
+        ("model.pt", "onnx", "ending in .onnx"),
+        ("model", "torchscript", "ending in .pt"),
+        ("", "torchscript", "empty"),
+    ])
+    def test_name_checked_before_loading(self, tmp_path, name, fmt, match):
+        # the weights do not exist: an error about them would mean the name was checked too late
+        with pytest.raises(ValueError, match=match):
+            export_model(str(tmp_path / name) if name else "", fmt=fmt, weights=tmp_path / "missing.pt")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_never_overwrites_the_weights(self, checkpoint):
+        before = checkpoint.read_bytes()
+        with pytest.raises(ValueError, match="also an input"):
+            export_model(checkpoint, weights=checkpoint, overwrite=True)
+        assert checkpoint.read_bytes() == before
+
+    def test_failed_export_keeps_the_old_file(self, checkpoint, tmp_path, monkeypatch):
+        out = tmp_path / "x.pt"
+        out.write_bytes(b"old export")
+
+        def broken(module, f, *args, **kwargs):
+            f.write(b"PK half an archive")
+            raise RuntimeError("disk trouble")
+
+        monkeypatch.setattr(torch.jit, "save", broken)
+        with pytest.raises(RuntimeError, match="disk trouble"):
+            export_model(out, weights=checkpoint, size=64, overwrite=True)
+        assert out.read_bytes() == b"old export"
+        assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]

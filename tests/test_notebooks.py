@@ -47,6 +47,27 @@ def assert_figures(out: Path, names) -> None:
         assert path.stat().st_size > 5_000, f"{name} looks empty ({path.stat().st_size} bytes)"
 
 
+def assert_exercises(s: dict, names) -> None:
+    """The lesson ran every exercise's check cell (left unanswered in a plain run)."""
+    assert set(s["exercises"]) == set(names), f"exercise checks run: {sorted(s['exercises'])}"
+    assert s["run_time_s"] > 0 and s["cpu_time_s"] > 0 and (s["peak_rss_mb"] is None or s["peak_rss_mb"] > 0)
+
+
+def check_00_whole_game(out: Path) -> None:
+    s = load_summary(out)
+    assert s["quick"] is True
+    # the lens moves the speckle by a fraction of a pixel to a few pixels
+    assert 0.3 < s["max_displacement_px"] < s["grain_size_px"], "the prose says: less than one speckle grain"
+    # the bundled network finds the displacement and the phase (loose: the weights get replaced)
+    assert s["rmse"]["dx"] < 0.3 * s["max_displacement_px"] and s["rmse"]["dy"] < 0.3 * s["max_displacement_px"]
+    assert s["rmse"]["phase"] < 0.25 * s["phase_range_rad"]
+    assert s["simulate_s"] > 0 and s["reconstruct_s"] > 0
+    # fast: CPU time, since the wall time on a loaded test machine says little about a laptop
+    assert s["cpu_time_s"] < 60, "the whole game must stay fast"
+    assert_exercises(s, ["00.1", "00.2", "00.3"])
+    assert_figures(out, ["pair.png", "whole_game.png"])
+
+
 def check_01_speckle_physics(out: Path) -> None:
     s = load_summary(out)
     assert s["quick"] is True
@@ -56,6 +77,11 @@ def check_01_speckle_physics(out: Path) -> None:
     assert s["shift_per_gradient_px"] == pytest.approx(expected_shift, rel=1e-9)
     assert s["shift_per_gradient_px"] == pytest.approx(16.68, abs=0.01)
     assert s["gradient_for_1px_rad_per_px"] * s["shift_per_gradient_px"] == pytest.approx(1.0)
+    # the seed's order (mask upstream): the sample distance converts; with the sample upstream, the mask's
+    assert s["mask_upstream"] is True and s["effective_distance_mm"] == 500
+    assert s["upstream_sample_effective_distance_mm"] == 500
+    # the seed's training simulation (0.06 nm, 300 mm) is a different set-up from the 14 keV experiment
+    assert s["seed_simulation_shift_per_gradient_px"] == pytest.approx(0.06e-9 * 0.3 / (2 * math.pi * 0.65e-6**2))
     # the transfer function is unitary: power is conserved
     assert abs(s["power_ratio"] - 1) < 1e-6
     assert s["power_ratio_max_deviation"] < 1e-6
@@ -67,8 +93,19 @@ def check_01_speckle_physics(out: Path) -> None:
     assert contrast[0] == pytest.approx(s["contrast_at_0_theory"], abs=0.03)
     assert max(contrast[1:]) > 2 * contrast[0], "propagation should turn the mask's phase into contrast"
     assert s["grain_size_px"][0] == pytest.approx(s["pitch_px"], rel=0.1), "grain size at z = 0 is one cell"
-    for key in ("contrast_by_pitch", "grain_size_by_pitch", "contrast_by_energy"):
+    for key in ("contrast_by_cell", "grain_size_by_cell", "contrast_by_energy"):
         assert s[key] and all(len(v) == len(contrast) for v in s[key].values())
+    # the wave simulated finer than the pixel and binned: sampling on the pixel grid (s = 1) overstates the
+    # contrast, and finer grids converge (the last step changes less than the first)
+    assert s["oversamples"][0] == 1 and s["simulator_oversample"] in s["oversamples"]
+    for cell, c in s["contrast_by_oversample"].items():
+        assert c[0] > c[-1], f"cell {cell} um: the pixel-grid simulation should overstate the contrast"
+        assert abs(c[-1] - c[-2]) < abs(c[1] - c[0]), f"cell {cell} um: no convergence with finer grids"
+    # Fresnel scaling: far from the mask the wave's contrast hardly depends on the cell size; the detector's
+    # (averaged over pixels) does
+    wave_far = [c[-1] for c in s["wave_contrast_by_cell"].values()]
+    detector_far = [c[-1] for c in s["contrast_by_cell"].values()]
+    assert max(wave_far) - min(wave_far) < max(detector_far) - min(detector_far)
     # Eq. 1: integer shifts are exact; the displacement convention and the lens
     assert s["shift_error"] < 1e-6
     assert s["linear_model_correlation"] > 0.9
@@ -76,8 +113,9 @@ def check_01_speckle_physics(out: Path) -> None:
     assert s["lens_dx_right_of_axis_px"] < 0, "a concave X-ray lens focuses: speckles move towards the axis"
     assert 0 < s["lens_max_displacement_px"] < 10
     assert 0.99 < s["lens_min_transmission"] <= 1
-    assert_figures(out, ["transfer_function.png", "mask_propagation.png", "speckle_statistics.png",
-                         "uniform_shift.png", "lens_displacement.png"])
+    assert_exercises(s, ["01.1", "01.2", "01.3", "01.4"])
+    assert_figures(out, ["setup.png", "transfer_function.png", "mask_propagation.png", "oversampling.png",
+                         "speckle_statistics.png", "uniform_shift.png", "lens_displacement.png"])
 
 
 def check_02_coded_mask_simulator(out: Path) -> None:
@@ -109,8 +147,28 @@ def check_02_coded_mask_simulator(out: Path) -> None:
         assert float(ds["dx"].min()) == pytest.approx(s["dx_range_px"][0], abs=1e-5)
         assert float(ds["dx"].max()) == pytest.approx(s["dx_range_px"][1], abs=1e-5)
         assert "geometry_energy_kev" in ds.attrs
+        assert set(ds["speckle"].values.tolist()) <= {"mask", "diffuser"}
     assert 0 < s["max_displacement_px"][0] <= s["max_displacement_px"][2] < 20
+    # the speckle generators: masks of fractional pitch and diffusers, all with speckle; a coarser
+    # diffuser grain gives a coarser pattern
+    gens = s["speckle_generators"]
+    assert any("3.08" in name for name in gens) and sum("diffuser" in name for name in gens) >= 2
+    assert all(g["contrast"] > 0.05 and g["grain_px"] > 1 for g in gens.values())
+    diffusers = [g["grain_px"] for name, g in gens.items() if "diffuser" in name]
+    assert diffusers == sorted(diffusers)
+    # visibility is set as asked; the flat-field drift shows in T; max_shift_px sets the largest shift
+    for v, measured in s["visibility_measured"].items():
+        if v != "None":
+            assert measured == pytest.approx(float(v), rel=0.02)
+    lo, hi = s["flat_field_transmission_range"]
+    assert hi > 1.01
+    for name, d in s["max_shift_by_phantom"].items():
+        assert d == pytest.approx(s["max_shift_asked_px"], rel=1e-3), name
+    assert set(s["max_shift_by_phantom"]) == {"random", "blobs", "quadratic", "lens", "uniform"}
+    assert s["texture_min_transmission"] < 0.9
+    assert_exercises(s, ["02.1", "02.2", "02.3", "02.4"])
     assert_figures(out, ["phantom_parts.png", "simulator_default.png", "simulator_noisy.png",
+                         "speckle_generators.png", "detector_effects.png", "displacement_phantoms.png",
                          "dataset_examples.png"])
 
 
@@ -132,7 +190,7 @@ def check_03_building_spinnet(out: Path) -> None:
     shapes = s["level_shapes"]
     side = 2 * s["search_range"] + 1
     levels = [k for k in shapes if k != "refiners"]
-    assert levels == [str(level) for level in range(6, 1, -1)]
+    assert levels == [str(level) for level in range(s["first_level"], 1, -1)]
     for level in levels:
         row = shapes[level]
         size = s["pair_size"] // 2 ** (int(level) - 1)
@@ -150,7 +208,16 @@ def check_03_building_spinnet(out: Path) -> None:
     # Eq. 4 of an untrained network, which predicts about d = 0, T = 1: about 2
     assert s["zero_guess_pair_error"] == pytest.approx(2.0, abs=0.1)
     assert s["untrained_pair_error"] == pytest.approx(s["zero_guess_pair_error"], abs=0.2)
-    assert_figures(out, ["feature_pyramid.png", "warp_residual.png", "cost_volume.png", "parameter_counts.png"])
+    # the input normalisation makes a faint diffuser and a bright mask look alike (unit local contrast)
+    before, after = s["contrast_before_norm"], s["contrast_after_norm"]
+    assert max(before.values()) > 5 * min(before.values())
+    assert all(0.7 < v < 1.3 for v in after.values())
+    # the cost-volume demonstration stays inside the bundled network's trained range
+    assert 0 < s["cost_volume_shift_px"] <= s["trained_max_shift_px"]
+    assert s["coarsest_reach_px"]["full"] == 4 * 2**5
+    assert_exercises(s, ["03.1", "03.2", "03.3", "03.4"])
+    assert_figures(out, ["input_normalisation.png", "feature_pyramid.png", "warp_residual.png", "cost_volume.png",
+                         "parameter_counts.png"])
 
 
 def check_04_staged_training(out: Path) -> None:
@@ -165,13 +232,21 @@ def check_04_staged_training(out: Path) -> None:
     assert s["bundled_history_rows"] >= 1
     for name in ("history.csv", "model.pt", "record.json"):
         assert (out / "run" / name).is_file(), f"the quick training run did not write {name}"
+    # RETRAIN=True runs `make train-lite`'s training commands (into the notebook's folder), not
+    # the settings the README says failed (lr 1e-4, 128 px patches)
+    assert s["retrain_commands"] and all(argv[0] == "train" for argv in s["retrain_commands"])
+    assert not any(a.startswith("runs/") for argv in s["retrain_commands"] for a in argv)
+    for settings in s["retrain_settings"]:
+        assert settings["lr"] > 1e-4 and settings["patch"] > 128, settings
     # one Eq. 4 pair error per stage path: (3, no refiners), (2, no refiners), (2, refiners)
     assert s["stage_paths"] == [[3, False], [2, False], [2, True]]
     errors = s["stage_pair_errors"]
     assert len(errors) == 3 and all(math.isfinite(e) and e >= 0 for e in errors)
     for error, terms in zip(errors, s["stage_error_terms"]):
         assert error == pytest.approx(sum(terms.values()), rel=1e-3)
-    assert_figures(out, ["loss_curves.png", "stage_predictions.png", "stage_profiles.png"])
+    assert_exercises(s, ["04.1", "04.2", "04.3"])
+    assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
+    assert_figures(out, ["loss_curves_bundled.png", "loss_curves.png", "stage_predictions.png", "stage_profiles.png"])
 
 
 def _trained(s: dict) -> bool:
@@ -202,28 +277,45 @@ def check_05_beryllium_lens(out: Path) -> None:
     assert s["cli_phase_max_diff_rad"] < 1e-3
     # a frame larger than the tile goes through tiling and comes back whole
     large = s["large"]
-    assert large["size"] > large["tile"] and large["finite"] is True
-    assert large["time_s"] > 0 and large["peak_rss_mb"] > 0
-    assert_figures(out, ["lens_pair.png", "lens_comparison.png", "lens_profiles.png", "lens_large.png"])
+    assert large["size"] > large["tile"] and large["tiles"] > 1 and large["finite"] is True
+    assert large["time_s"] > 0 and large["displacement_rmse_px"] < large["max_displacement_px"]
+    # the seed's analysis: residual after the paraboloid inside the central circle, both methods
+    circle = s["circle"]
+    assert 0 < circle["diameter_um"] <= circle["seed_diameter_um"] == 800
+    assert circle["residual_rms_rad"]["truth"] < 1e-2
+    assert circle["residual_rms_rad"]["XST"] < 0.05
+    assert circle["difference_rms_rad"] >= 0
+    # Binder: the kernel, and the kernel with the command it starts beside it, stay under 1.5 GB
+    assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500
+    assert s["kernel_peak_before_cli_mb"] is None or s["kernel_peak_before_cli_mb"] + (s["cli_peak_rss_mb"] or 0) < 1500
+    assert_exercises(s, ["05.1", "05.2", "05.3"])
+    assert_figures(out, ["lens_pair.png", "lens_comparison.png", "lens_residuals.png", "lens_profiles.png",
+                         "lens_large.png", "lens_circle.png"])
 
 
 def check_06_bug_tomography(out: Path) -> None:
     s = load_summary(out)
     assert s["quick"] is True
+    # the seed's bug geometry: 628 mm, the mask upstream of the sample
+    assert s["sample_detector_mm"] == 628 and s["mask_upstream"] is True and s["effective_distance_mm"] == 628
+    assert s["max_displacement_px"] > 1, "the bug moves the speckle by pixels, not fractions"
     corr = s["slice_correlation"]
     # FBP of the true projections recovers the phantom's slice; XST's stack does too
     assert corr["true projections"] > 0.8
-    assert corr["XST"] > 0.6
-    assert s["volume_correlation"]["XST"] > 0.5
+    assert corr["XST"] > 0.5
+    assert s["volume_correlation"]["XST"] > 0.4
     assert s["transmission_slice_correlation"]["true projections"] > 0.7
     if _trained(s):
         assert corr["SPINNet"] > 0.5
     assert all(v > 0 and math.isfinite(v) for v in s["noise_px"].values())
     assert s["noise_px"]["xst"] < 0.2
+    assert s["noise_ratio_spinnet_to_xst"] == pytest.approx(s["noise_px"]["spinnet"] / s["noise_px"]["xst"])
     assert s["stack_time_s"]["xst"] > 0 and s["stack_time_s"]["spinnet"] > 0
     # the dask.distributed cluster computes the same stack as the thread pool
     assert s["distributed_max_difference"] < 1e-9
     assert s["fbp_backend"] in ("astra", "skimage")
+    assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
+    assert_exercises(s, ["06.1", "06.2", "06.3"])
     assert_figures(out, ["bug_projections.png", "projection_comparison.png", "sinograms.png", "slices.png",
                          "volume_3d.png"])
 
@@ -241,15 +333,28 @@ def check_07_evaluation(out: Path) -> None:
     assert all(p["regime"] in ("<0.25%", "0.25-1%", ">1%") for p in s["pairs"])
     # XST tracks the held-out speckle to a fraction of a pixel
     assert s["evaluation"]["xst"]["median_displacement_rmse"] < 0.5
-    assert s["fine_pitch"]["pitch"] == 2 and s["fine_pitch"]["xst"]["displacement_rmse"] < 0.5
+    # a 2 px mask, binned from the finer wave grid, makes faint speckle: only check it ran
+    assert s["fine_pitch"]["pitch"] == 2 and math.isfinite(s["fine_pitch"]["xst"]["displacement_rmse"])
     if _trained(s):
         assert s["evaluation"]["spinnet"]["median_displacement_rmse"] < 1.0
+    # the pitch sweep keeps one phantom: only the mask changes
     assert {r["pitch"] for r in s["pitch_sweep"]} >= {2, 4}
+    assert s["pitch_sweep_phantom_max_diff"] == 0
     assert s["examples"], "at least one regime has an example"
+    # the operating range: both methods at every point of the three sweeps
+    rows = s["operating_range"]
+    assert {r["axis"] for r in rows} == {"displacement", "visibility", "speckle"}
+    assert {r["value"] for r in rows if r["axis"] == "speckle"} == {"mask", "diffuser"}
+    for axis in ("displacement", "visibility", "speckle"):
+        points = [r for r in rows if r["axis"] == axis]
+        assert len(points) >= 4 and {r["method"] for r in points} == {"spinnet", "xst"}
+        assert all(r["displacement_rmse"] is not None and r["displacement_rmse"] >= 0 for r in points)
     speed = s["speed"]
     assert speed["spinnet_s"] > 0 and speed["xst_s"] > 0
     assert speed["speedup"] == pytest.approx(speed["xst_s"] / speed["spinnet_s"])
-    names = ["error_histogram.png", "fine_mask.png", "speed.png"]
+    assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
+    assert_exercises(s, ["07.1", "07.2", "07.3"])
+    names = ["error_histogram.png", "fine_mask.png", "pitch_sweep.png", "operating_range.png", "speed.png"]
     names += [f"regime_example_{r.replace('<', 'lt').replace('>', 'gt').replace('%', 'pct').replace('.', 'p')}.png"
               for r in s["examples"]]
     assert_figures(out, names)
@@ -257,6 +362,7 @@ def check_07_evaluation(out: Path) -> None:
 
 #: notebook stem -> check on its OUTPUT_DIR.  Register every new notebook here.
 CHECKS = {
+    "00_whole_game": check_00_whole_game,
     "01_speckle_physics": check_01_speckle_physics,
     "02_coded_mask_simulator": check_02_coded_mask_simulator,
     "03_building_spinnet": check_03_building_spinnet,

@@ -31,8 +31,26 @@ class TestGeometry:
         g = Geometry(energy_kev=17.5, mask_pitch_px=3)
         assert Geometry.from_attrs(g.to_attrs()) == g
 
+    def test_default_is_the_seeds_order(self):
+        # seed Fig. 1: source -> mask -> sample -> detector, so the mask is further from the detector
+        g = Geometry()
+        assert g.mask_detector_mm >= g.sample_detector_mm and g.mask_upstream
+        assert g.effective_distance_mm == g.sample_detector_mm == 500.0
+        assert Geometry.training().mask_upstream and Geometry.seed_simulation().mask_upstream
+
+    def test_sample_upstream_uses_the_mask_distance(self):
+        # sample before the mask: the tilt it gives the wave moves the mask's pattern over the
+        # mask-to-detector distance, not the (longer) sample-to-detector one
+        up = Geometry(sample_detector_mm=900.0, mask_detector_mm=300.0)
+        assert not up.mask_upstream and up.effective_distance_mm == 300.0
+        ref = Geometry(sample_detector_mm=300.0, mask_detector_mm=900.0)
+        assert up.shift_per_gradient == pytest.approx(ref.shift_per_gradient)
+        assert Geometry(sample_detector_mm=900.0, mask_detector_mm=1000.0).shift_per_gradient == pytest.approx(
+            3 * ref.shift_per_gradient)
+
     @pytest.mark.parametrize("kwargs", [dict(energy_kev=0), dict(pixel_size_um=-1), dict(sample_detector_mm=float("nan")),
-                                        dict(mask_pitch_px=0), dict(mask_detector_mm=-1)])
+                                        dict(mask_pitch_px=0), dict(mask_pitch_px=0.5), dict(mask_detector_mm=-1),
+                                        dict(mask_detector_mm=0)])
     def test_bad_values(self, kwargs):
         with pytest.raises(ValueError, match="Geometry"):
             Geometry(**kwargs)
@@ -115,13 +133,17 @@ class TestForwardModel:
 
     def test_sample_is_t_times_warped_reference(self):
         """Eq. 1 checked with torch's grid_sample, independent of the simulator's scipy spline warp."""
-        a = simulate_arrays(128, seed=5)
+        # one sub-pixel per pixel and no blur: the warp acts on the pixel grid, as torch's does
+        # (with oversampling the simulator warps before the pixels integrate, which no warp of
+        # the binned image reproduces exactly)
+        a = simulate_arrays(128, seed=5, oversample=1, blur_px=0)
         ref = a["reference"].astype(np.float64)
         expected = a["transmission"] * self._torch_warp(ref, a["dx"], a["dy"])
         inner = (slice(8, -8), slice(8, -8))
-        # two cubic interpolants (torch's Keys kernel, scipy's B-spline) differ by ~2 % rms of the speckle contrast
+        # two cubic interpolants (torch's Keys kernel, scipy's B-spline) differ by ~3 % rms of the
+        # contrast of this unblurred speckle
         err = np.sqrt(np.mean((a["sample"] - expected)[inner] ** 2)) / ref.std()
-        assert err < 0.03, err
+        assert err < 0.04, err
         # the wrong sign is far off: the test can tell the convention apart
         wrong = a["transmission"] * self._torch_warp(ref, -a["dx"], -a["dy"])
         assert np.sqrt(np.mean((a["sample"] - wrong)[inner] ** 2)) / ref.std() > 10 * err
@@ -202,9 +224,85 @@ class TestSimulatePair:
 
     @pytest.mark.parametrize("kwargs,match", [
         (dict(size=32), "at least 64"), (dict(size=(64, 64, 3)), "size"), (dict(size="big"), "size"),
-        (dict(pitch=0), "pitch"), (dict(pitch=2.5), "pitch"), (dict(phantom="cat"), "phantom"),
+        (dict(pitch=0), "pitch"), (dict(pitch=0.5), "pitch"), (dict(pitch=float("nan")), "pitch"), (dict(phantom="cat"), "phantom"),
         (dict(photons=-5), "photons"), (dict(photons=float("nan")), "photons"), (dict(geometry="14keV"), "geometry"),
     ])
     def test_bad_input(self, kwargs, match):
         with pytest.raises(ValueError, match=match):
             simulate_pair(**kwargs)
+
+
+class TestSpeckleGenerators:
+    """Issue 8/10: masks drawn finer than the pixel, diffusers, visibility, separate random streams."""
+
+    def test_fractional_pitch_mask_on_a_fine_grid(self):
+        rng = np.random.default_rng(0)
+        m = coded_mask((308, 308), 3.08 * 4, rng)  # a 2 um cell at 0.65 um pixels, 4 sub-pixels per pixel
+        assert set(np.unique(m)) == {0.0, 1.0}
+        assert abs(m.mean() - 0.5) < 0.05
+        # cell edges fall inside detector pixels: binned to pixels, some pixels are partly gold
+        binned = m.reshape(77, 4, 77, 4).mean(axis=(1, 3))
+        assert np.mean((binned > 0) & (binned < 1)) > 0.2
+
+    def test_oversampling_changes_sampling_not_physics(self):
+        # the same mask statistics with 2 or 4 sub-pixels per pixel: the grain (and the mean)
+        # must not depend on the simulation grid
+        from spinnet_lite.metrics import grain_size_px
+        g = Geometry.training()
+        r2 = reference_image((192, 192), g, np.random.default_rng(1), pitch=4.5, oversample=2)
+        r4 = reference_image((192, 192), g, np.random.default_rng(1), pitch=4.5, oversample=4)
+        assert r2.mean() == pytest.approx(r4.mean(), rel=0.02)
+        assert grain_size_px(r2) == pytest.approx(grain_size_px(r4), rel=0.15)
+
+    def test_diffuser_grain_follows_its_parameter(self):
+        from spinnet_lite.metrics import grain_size_px
+        g = Geometry.training()
+        fine = reference_image((192, 192), g, np.random.default_rng(2), speckle="diffuser", grain_px=1.5)
+        coarse = reference_image((192, 192), g, np.random.default_rng(2), speckle="diffuser", grain_px=6.0)
+        assert grain_size_px(coarse) > 1.5 * grain_size_px(fine)
+        with pytest.raises(ValueError, match="speckle"):
+            reference_image((64, 64), g, np.random.default_rng(0), speckle="sandpaper!")
+
+    def test_visibility_is_set(self):
+        from spinnet_lite.simulate import rms_visibility
+        ds = simulate_pair(128, seed=4, visibility=0.05)
+        assert rms_visibility(ds["reference"].values) == pytest.approx(0.05, rel=0.02)
+        with pytest.raises(ValueError, match="visibility"):
+            simulate_pair(128, seed=4, visibility=5.0)
+
+    def test_pitch_change_keeps_the_phantom(self):
+        # separate random streams: the mask draws a pitch-dependent number of cells, the sample does not care
+        a, b = simulate_pair(128, seed=11, pitch=2), simulate_pair(128, seed=11, pitch=7.7)
+        np.testing.assert_array_equal(a["dx"].values, b["dx"].values)
+        np.testing.assert_array_equal(a["transmission"].values, b["transmission"].values)
+        assert not np.allclose(a["reference"].values, b["reference"].values)
+        c = simulate_pair(128, seed=11, pitch=4, speckle="diffuser")
+        np.testing.assert_array_equal(a["dx"].values, c["dx"].values)
+
+    @pytest.mark.parametrize("phantom", ["uniform", "blobs", "quadratic"])
+    def test_max_shift_and_strain(self, phantom):
+        ds = simulate_pair(128, seed=5, phantom=phantom, max_shift_px=9.0, max_strain=0.5)
+        d = np.hypot(ds["dx"].values, ds["dy"].values)
+        assert d.max() <= 9.0 + 1e-4
+        strain = max(np.abs(np.gradient(ds["dx"].values)).max(), np.abs(np.gradient(ds["dy"].values)).max())
+        assert strain <= 0.5 + 1e-4
+        if phantom == "uniform":
+            assert d.min() == pytest.approx(9.0, abs=1e-3)
+
+    def test_uniform_shift_moves_the_speckle(self):
+        # Eq. 1 with a uniform shift and no margin artefacts: the sample is the reference moved by (dy, dx)
+        ds = simulate_pair(128, seed=6, phantom="uniform", max_shift_px=5.0)
+        dx, dy = float(ds["dx"].mean()), float(ds["dy"].mean())
+        ref, sam = ds["reference"].values, ds["sample"].values
+        moved = ndimage.shift(ref, (dy, dx), order=3, mode="nearest")
+        inner = (slice(12, -12), slice(12, -12))
+        # not exactly 1: the simulator moves the speckle before the pixels integrate it
+        assert np.corrcoef(moved[inner].ravel(), sam[inner].ravel())[0, 1] > 0.98
+
+    def test_flat_field_and_texture_enter_the_transmission(self):
+        plain = simulate_pair(128, seed=7, phantom="blobs", max_shift_px=2.0)
+        drift = simulate_pair(128, seed=7, phantom="blobs", max_shift_px=2.0, flat_field=0.05, texture=0.5)
+        ratio = drift["transmission"].values / plain["transmission"].values
+        assert ratio.min() < 0.9 and ratio.max() <= 1.05 + 1e-6
+        with pytest.raises(ValueError, match="flat_field"):
+            simulate_pair(128, seed=7, flat_field=-0.1)

@@ -162,3 +162,85 @@ class TestKnownShifts:
         out = xst(reference, sample, search=3)
         assert np.median(out["dx"][INTERIOR]) == pytest.approx(0.5, abs=0.02)
         assert rms(out["dx"][INTERIOR] - 0.5) < 0.1
+
+
+class TestIntensityInputs:
+    """Issue 11: the scale of the images does not matter; non-intensity images are refused."""
+
+    @pytest.mark.parametrize("scale", [1e300, 1e-310, 3.7e-200, 2.0**40])
+    def test_scale_does_not_matter(self, reference, scale):
+        sample = 0.8 * ndimage.shift(reference, (0.6, 1.2), order=3, mode="reflect")
+        plain = xst(reference, sample, search=3)
+        scaled = xst(reference * scale, sample * scale, search=3)
+        for name in ("dx", "dy", "transmission", "correlation"):
+            assert np.all(np.isfinite(scaled[name])), name
+            np.testing.assert_allclose(scaled[name], plain[name], atol=1e-5, err_msg=name)
+        assert np.median(scaled["transmission"][INTERIOR]) == pytest.approx(0.8, abs=0.005)
+
+    @pytest.mark.parametrize("which", ["reference", "sample"])
+    @pytest.mark.parametrize("make", [lambda im: -im, lambda im: im - im.mean(), lambda im: im * 0 - 1 + 1e-3 * im])
+    def test_non_positive_images_refused(self, reference, which, make):
+        images = {"reference": reference, "sample": reference.copy()}
+        images[which] = make(images[which])
+        with pytest.raises(ValueError, match=f"{which}: not an intensity image"):
+            xst(images["reference"], images["sample"], search=2)
+
+    def test_small_negative_values_are_fine(self, reference):
+        # dark-subtracted, noisy data: a few negative pixels, a clearly positive mean
+        noisy = reference - 0.6
+        out = xst(noisy, np.roll(noisy, 1, axis=1), search=2)
+        assert np.median(out["dx"][INTERIOR]) == pytest.approx(1.0, abs=1e-3)
+
+
+class TestBands:
+    """Large frames go through in bands of rows: same numbers, bounded memory."""
+
+    def test_bands_give_the_same_result(self, reference, monkeypatch):
+        import spinnet_lite.xst as module
+
+        sample = ndimage.shift(reference, (0.45, -1.35), order=3, mode="reflect")
+        whole = xst(reference, sample, search=3)
+        monkeypatch.setattr(module, "_VOLUME_FLOATS", 49 * N * 5)  # 5 rows per band, not a divisor of 96
+        monkeypatch.setattr(module, "_REFINE_PIXELS", 7 * N)
+        monkeypatch.setattr(module, "_TRANSMISSION_ROWS", 11)
+        banded = xst(reference, sample, search=3)
+        np.testing.assert_array_equal(banded["correlation"], whole["correlation"])
+        for name in ("dx", "dy", "transmission"):
+            np.testing.assert_allclose(banded[name], whole[name], atol=1e-4, err_msg=name)
+
+    def test_memory_is_bounded_by_the_band(self):
+        """With a 2 MB band, peak memory at 256 x 256 stays far below the 44 MB one shift volume needs.
+
+        Peak resident memory of the call itself (``/proc/self/clear_refs`` resets the high-water
+        mark); with the whole volume at once it grows by ~110 MB, banded by ~5 MB.
+        """
+        import os
+        import subprocess
+        import sys
+
+        if not os.path.exists("/proc/self/clear_refs"):
+            pytest.skip("needs Linux's /proc/self/clear_refs to measure peak memory")
+        script = (
+            "import numpy as np\n"
+            "from scipy import ndimage\n"
+            "import spinnet_lite.xst as X\n"
+            "rng = np.random.default_rng(0)\n"
+            "ref = ndimage.gaussian_filter((rng.random((256, 256)) > 0.5).astype(float), 1.0) + 0.5\n"
+            "sam = np.roll(ref, (1, 2), axis=(0, 1)) * 0.9\n"
+            "X.xst(ref[:64, :64], sam[:64, :64])\n"
+            "X._VOLUME_FLOATS, X._REFINE_PIXELS = 2**19, 1024\n"
+            "def status(key):\n"
+            "    return next(int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith(key))\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "before = status('VmRSS:')\n"
+            "out = X.xst(ref, sam)\n"
+            "assert abs(np.median(out['dx']) - 2) < 1e-3\n"
+            "print(status('VmHWM:') - before)\n"
+        )
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if r.returncode != 0 and "clear_refs" in r.stderr:
+            pytest.skip(f"cannot reset the peak-memory mark here: {r.stderr.strip().splitlines()[-1]}")
+        assert r.returncode == 0, r.stderr
+        increase = float(r.stdout.strip().splitlines()[-1])
+        assert increase < 30, f"peak memory grew by {increase:.0f} MB"

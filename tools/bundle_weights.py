@@ -6,7 +6,11 @@ Copies ``RUN/model.pt`` to ``spinnet_lite/weights/NAME.pt`` and ``RUN/history.cs
 ``NAME_history.csv``, evaluates the model on the held-out set against XST
 (``benchmarks/evaluate.py``) and measures the speed (``benchmarks/speed.py``), and writes
 ``NAME.json``: the training record (command, configurations, seeds, time) plus those figures.
-Nothing is overwritten without ``--overwrite``.
+With ``--previous RECORD.json`` (the record of the weights the run started from, e.g. a
+fine-tuning run's ``--init-from``), the earlier record's segments are kept in ``lineage``, so
+the bundled JSON lists every training segment that led to the weights and their total time.
+``--operating-range`` adds the error-vs-shift/visibility/speckle sweeps
+(:mod:`spinnet_lite.operating_range`).  Nothing is overwritten without ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="lite")
     parser.add_argument("--n", type=int, default=24, help="held-out pairs to evaluate")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--previous", type=Path, help="record (JSON) of the weights this run started from")
+    parser.add_argument("--operating-range", action="store_true", help="also run the operating-range sweeps")
     args = parser.parse_args(argv)
     from spinnet_lite.model.predict import load_checkpoint
 
@@ -53,11 +59,28 @@ def main(argv=None) -> int:
     record = json.loads((args.run / "record.json").read_text())
     t0 = time.perf_counter()
     rows, summary = _bench("evaluate").evaluate("xst,spinnet", n=args.n, model=model)
-    speed = _bench("speed").measure(512, 5, model)
+    rows_speed = _bench("speed").speed(512, model, 3)
+    speed = {"spinnet_s": rows_speed["default"]["median_s"], "xst_s": rows_speed["xst"]["median_s"],
+             "speedup": rows_speed["xst"]["median_s"] / rows_speed["default"]["median_s"], "paths": rows_speed}
     record["evaluation"] = {"heldout_pairs": args.n, "border": 8, "summary": summary,
                             "rows": [{k: v for k, v in r.items()} for r in rows],
                             "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {args.n}"}
-    record["speed"] = {**speed, "command": "python benchmarks/speed.py --size 512"}
+    record["speed"] = {**speed, "command": "python benchmarks/speed.py (512 px rows; measured while other work shared the 2 cores)"}
+    if args.operating_range:
+        from spinnet_lite.operating_range import format_tables, run_sweeps, summarise
+
+        sweep_rows = run_sweeps(["spinnet", "xst"], model=model)
+        record["operating_range"] = {"summary": summarise(sweep_rows), "rows": sweep_rows,
+                                     "command": "python benchmarks/evaluate.py --method xst,spinnet --operating-range"}
+        print(format_tables(sweep_rows))
+    if args.previous is not None:
+        previous = json.loads(args.previous.read_text())
+        lineage = list(previous.get("lineage", []))
+        lineage.append({k: previous.get(k) for k in ("command", "segments", "train_config", "model_config",
+                                                      "training_time_s", "steps", "final_val_pair_error")})
+        record["lineage"] = lineage
+        record["total_training_time_s"] = round(sum(float(x.get("training_time_s") or 0) for x in lineage)
+                                                + float(record.get("training_time_s") or 0), 1)
     record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(model_path, targets["pt"])

@@ -30,12 +30,17 @@ def _as_stack(images, name: str) -> tuple[np.ndarray, bool]:
     raise ValueError(f"{name}: expected a 2-D image (y, x) or a stack (n, y, x), got shape {arr.shape}")
 
 
-def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None) -> dict[str, np.ndarray]:
+def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None, engine: str = "auto",
+            fast: bool = False) -> dict[str, np.ndarray]:
     """Displacement and transmission for one pair or a stack of pairs.
 
     Each pair is divided by its reference's mean, padded (reflect) to a multiple of
-    ``model.size_multiple`` (32), run in batches in eval mode under ``torch.inference_mode``,
-    and cropped back. The model's training/eval mode is restored afterwards.
+    ``model.size_multiple``, run in batches in eval mode under ``torch.inference_mode``, and
+    cropped back. The model's training/eval mode is restored afterwards.
+
+    The network runs through :func:`spinnet_lite.model.fast.prepare`: by default a cached copy
+    with BatchNorm folded into the convolutions and a cache-friendly cost volume, equal to the
+    model itself to float32 rounding (tested to 1e-4 px); ``engine="plain"`` runs the model as is.
 
     Args:
         model: a :class:`SPINNet`.
@@ -43,6 +48,10 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None)
         sample: ``(H, W)`` or ``(N, H, W)``. ``H``, ``W`` >= 64, any value.
         batch_size: pairs per forward pass.
         device: where to run (default: where the model's parameters are); the model is moved there.
+        engine: ``"auto"`` (the fastest measured on this machine), ``"plain"``, ``"torch"``,
+            ``"torchscript"`` or ``"onnxruntime"`` (see :func:`spinnet_lite.model.fast.prepare`).
+        fast: the seed's fast variant: output at level 3, then the refiners
+            (:func:`spinnet_lite.model.fast.fast_variant`; less accurate, see ``benchmarks/speed.py``).
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}`` float32 arrays of shape ``(H, W)``
@@ -50,8 +59,10 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None)
 
     Raises:
         ValueError: not 2-D/3-D, smaller than 64 px, NaN/inf, constant, mismatched shapes,
-            a reference with non-positive mean, a bad batch size.
+            a reference with non-positive mean, a bad batch size, an unknown or unavailable engine.
     """
+    from .fast import resolve_engine
+
     if not isinstance(model, SPINNet):
         raise ValueError(f"predict: expected a SPINNet model, got {type(model).__name__}")
     if int(batch_size) < 1:
@@ -77,10 +88,14 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None)
         device = next(model.parameters()).device
     else:
         model.to(device)
+    engine = resolve_engine(engine, device)
     was_training = model.training
     model.eval()
     out = np.empty((count, 3, height, width), np.float32)
     try:
+        from .fast import prepare
+
+        runner = prepare(model, engine=engine, fast=bool(fast))
         with torch.inference_mode():
             for start in range(0, count, int(batch_size)):
                 index = np.arange(start, min(start + int(batch_size), count))
@@ -89,8 +104,7 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None)
                 ref_b = np.pad(refs[ref_index] / scale, pads, mode="reflect")
                 sam_b = np.pad(samples[index] / scale, pads, mode="reflect")
                 to_tensor = lambda a: torch.from_numpy(a.astype(np.float32)[:, None]).to(device)  # noqa: E731
-                result = model(to_tensor(ref_b), to_tensor(sam_b))
-                both = torch.cat([result["displacement"], result["transmission"]], dim=1)
+                both = runner(to_tensor(ref_b), to_tensor(sam_b))
                 out[index] = both[:, :, top:top + height, left:left + width].float().cpu().numpy()
     finally:
         model.train(was_training)
@@ -132,21 +146,75 @@ def save_checkpoint(model: SPINNet, path, extra: dict | None = None) -> Path:
     checkpoint = {"config": model.config.to_dict(),
                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                   **_plain(extra)}
-    torch.save(checkpoint, path)
+    save_torch(checkpoint, path)
     return path
+
+
+def save_torch(obj, path, overwrite: bool = True) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`spinnet_lite.io.atomic_write`).
+
+    The bytes are made in memory first, so a full disk or an interrupt leaves the old file.
+    """
+    import io
+
+    from ..io import atomic_write
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with buffer.getbuffer() as view, atomic_write(path, "wb", overwrite=overwrite) as handle:
+        handle.write(view)
+    return Path(path)
+
+
+def _check_archive(path: Path) -> None:
+    """A torch zip archive's CRC-32 checksums: flipped bytes anywhere in the weights are caught here."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (non-zip) format, or not a torch file: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise ValueError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+    if bad is not None:
+        raise ValueError(f"{path}: corrupt checkpoint: the checksum of {bad!r} does not match (damaged or truncated file)")
+
+
+def check_state_dict(state_dict, where) -> None:
+    """Every entry a tensor, every floating-point weight finite.
+
+    Raises:
+        ValueError: naming ``where`` and the first bad entry.
+    """
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise ValueError(f"{where}: the checkpoint's state_dict is not a non-empty dict of tensors")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{where}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{where}: the weights hold {bad} NaN or infinite values (in {key!r}); "
+                             "the checkpoint is damaged or comes from a diverged training run")
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
     """Load and check a checkpoint file: a dict with ``"config"`` and ``"state_dict"``.
 
+    Checked before use: the archive's checksums (a damaged or truncated file), that it loads
+    with ``weights_only=True`` (no pickled code is ever run), its configuration, and that every
+    weight is finite.
+
     Raises:
-        ValueError: missing file, unreadable or corrupt file, or not a SPINNet checkpoint.
+        ValueError: missing file, unreadable or corrupt file, not a SPINNet checkpoint, an
+            invalid configuration or NaN/inf weights.
     """
     path = Path(os.fspath(path))
     if not path.exists():
         raise ValueError(f"{path}: no such checkpoint file")
     if not path.is_file():
         raise ValueError(f"{path}: not a regular file")
+    _check_archive(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, pickled objects...
@@ -154,6 +222,11 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path}: not a readable SPINNet checkpoint ({message})") from None
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a SPINNet checkpoint (expected a dict with 'config' and 'state_dict')")
+    try:
+        SPINNetConfig.from_dict(checkpoint["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: invalid configuration in checkpoint: {exc}") from None
+    check_state_dict(checkpoint["state_dict"], path)
     return checkpoint
 
 
@@ -164,10 +237,13 @@ def load_state(model: SPINNet, checkpoint: dict) -> SPINNet:
         ValueError: the checkpoint was saved from another configuration, or its weights do
             not fit the model.
     """
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+        raise ValueError("not a SPINNet checkpoint (expected a dict with 'config' and 'state_dict')")
     try:
         saved = SPINNetConfig.from_dict(checkpoint["config"])
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"checkpoint has an invalid configuration: {exc}") from None
+    check_state_dict(checkpoint["state_dict"], "checkpoint")
     if saved != model.config:
         raise ValueError(f"checkpoint is for configuration {saved.name!r} {saved.to_dict()}, "
                          f"but the model has configuration {model.config.name!r} {model.config.to_dict()}")

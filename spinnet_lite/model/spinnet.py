@@ -23,6 +23,7 @@ from .config import SPINNetConfig, get_config
 from .cost_volume import CostVolume
 from .estimators import PhaseNet, PhaseRefiner, TNet, TRefiner
 from .extractor import FeaturePyramid
+from .normalize import normalize_pair
 from .warp import inverse_warp, warp
 
 
@@ -94,8 +95,9 @@ class SPINNet(nn.Module):
         """Estimate displacement and transmission.
 
         Args:
-            reference, sample: ``(B, 1, H, W)``, both divided by the reference's mean;
-                ``H``, ``W`` multiples of 32 (:attr:`size_multiple`).
+            reference, sample: ``(B, 1, H, W)`` intensities, both divided by the reference's
+                mean (with ``config.input_norm_sigma > 0`` any common positive scale gives the
+                same output); ``H``, ``W`` multiples of :attr:`size_multiple`.
             last_level: finest level to estimate (default ``config.last_level``). Staged
                 training: stage 1 ``last_level=3, refine=False``; stage 2 ``last_level=2,
                 refine=False``; stage 3 ``refine=True``.
@@ -111,8 +113,14 @@ class SPINNet(nn.Module):
         last_level, refine = self._resolve(last_level, refine)
         self._check_inputs(reference, sample)
         batch, _, height, width = reference.shape
-        features_ref = self.extractor_ref(reference)
-        features_sample = self.extractor_sample(sample)
+        if self.config.input_norm_sigma > 0:
+            # features see zero-mean, unit-contrast images; the T heads see ratios to the
+            # reference's local mean (this project's deviation, model/normalize.py)
+            ref_in, sample_in, reference, sample = normalize_pair(reference, sample, self.config.input_norm_sigma)
+        else:
+            ref_in, sample_in = reference, sample
+        features_ref = self.extractor_ref(ref_in)
+        features_sample = self.extractor_sample(sample_in)
 
         levels = []
         displacement = transmission = context = None

@@ -1,0 +1,335 @@
+"""Fast inference: the same network, arithmetic rearranged (issue 9).
+
+Everything here returns a *copy* of a trained :class:`~spinnet_lite.model.spinnet.SPINNet`
+that computes the same function with less work, for any :class:`SPINNetConfig` (any levels,
+widths, search range, input normalisation):
+
+* :func:`fold_batchnorm`: in eval mode a BatchNorm is an affine map per channel, so it folds
+  into the convolution before it (``w' = w * g / sqrt(v + eps)``, ``b' = b_bn - m * g / sqrt(v + eps)``);
+* :func:`fast_cost_volume` (in ``cost_volume.py``) replaces the reference cost volume by the
+  same sums taken in cache-sized row bands;
+* :func:`to_channels_last`: weights in ``channels_last`` memory format (NHWC);
+* :func:`fast_variant`: the seed's fast variant, output at level 3 then the refiners, built
+  from a full model's weights (its accuracy is *not* that of the full model: see
+  ``benchmarks/speed.py``);
+* :func:`prepare`: all of the above, plus TorchScript or ONNX Runtime, behind one callable.
+
+The plain model stays the reference: tests check every path against it to 1e-4 px.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .cost_volume import FastCostVolume
+from .spinnet import SPINNet
+
+
+def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new Conv2d equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_batchnorm: BatchNorm without running statistics cannot be folded")
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                      padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                      padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        w = conv.weight.double()
+        scale = bn.running_var.double().add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+        shift = (bias - bn.running_mean.double()) * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+        fused.weight.copy_((w * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+        fused.bias.copy_(shift.to(conv.weight.dtype))
+    return fused.to(conv.weight.device)
+
+
+def _fold_in_place(module: nn.Module) -> int:
+    """Fold every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an ``nn.Sequential``."""
+    count = 0
+    for child in module.children():
+        count += _fold_in_place(child)
+    if isinstance(module, nn.Sequential):
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module._modules[first] = _fold_pair(conv, bn)
+                module._modules[second] = nn.Identity()
+                count += 1
+    return count
+
+
+def fold_batchnorm(model: SPINNet) -> SPINNet:
+    """A copy of ``model`` in eval mode with every BatchNorm folded into its convolution.
+
+    The copy computes what ``model.eval()`` computes (to float32 rounding, ~1e-6 px); it has no
+    BatchNorm left, so it is for inference only (its ``state_dict`` is not a checkpoint's).
+
+    Raises:
+        ValueError: ``model`` is not a SPINNet, or a BatchNorm is not preceded by a convolution
+            in the same ``nn.Sequential`` (it could not be folded).
+    """
+    if not isinstance(model, SPINNet):
+        raise ValueError(f"fold_batchnorm: expected a SPINNet, got {type(model).__name__}")
+    folded = copy.deepcopy(model).eval()
+    _fold_in_place(folded)
+    left = [name for name, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"fold_batchnorm: BatchNorm layers not preceded by a Conv2d: {left[:3]}")
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    return folded
+
+
+def use_fast_cost_volume(model: SPINNet) -> SPINNet:
+    """Swap ``model.cost_volume`` for :class:`FastCostVolume` (in place; same output). Returns ``model``."""
+    model.cost_volume = FastCostVolume(model.config.search_range)
+    return model
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-D weights in ``channels_last`` (NHWC) memory format (in place)."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def fast_variant(model: SPINNet) -> SPINNet:
+    """The seed's fast variant of ``model``: estimation stops at level 3, then the refiners.
+
+    A new :class:`SPINNet` with ``config.replace(last_level=3)`` and every weight of ``model``
+    except the level-2 heads (a model whose config already stops at level 3 is returned as is).
+    The refiners were trained at the last level of ``model``; run at level 3 they see coarser
+    inputs, so the accuracy is that of a different network: ``benchmarks/speed.py`` reports it.
+
+    Raises:
+        ValueError: ``model`` has no level 3 (``first_level < 3``).
+    """
+    if not isinstance(model, SPINNet):
+        raise ValueError(f"fast_variant: expected a SPINNet, got {type(model).__name__}")
+    config = model.config
+    if config.last_level >= 3:
+        return model
+    if config.first_level < 3:
+        raise ValueError(f"fast_variant: configuration {config.name!r} starts at level {config.first_level}, "
+                         f"below 3; there is no level-3 output")
+    fast = SPINNet(config.replace(last_level=3))
+    wanted = fast.state_dict()
+    state = {k: v for k, v in model.state_dict().items() if k in wanted}
+    fast.load_state_dict(state, strict=True)
+    return fast.to(next(model.parameters()).device).train(model.training)
+
+
+# ---- engines ---------------------------------------------------------------------------------
+#: Inference engines of :func:`prepare`. ``"plain"`` is the model as trained (the reference);
+#: ``"folded"`` only its BatchNorms folded; ``"torch"`` folded and with the banded cost volume;
+#: ``"torchscript"`` that model traced and frozen per input shape; ``"onnxruntime"`` the folded
+#: model exported to ONNX per input shape and run by onnxruntime (optional dependency);
+#: ``"auto"`` the fastest available on this machine (:data:`AUTO_ORDER`).
+ENGINES = ("auto", "plain", "folded", "torch", "torchscript", "onnxruntime")
+
+
+class _Outputs(nn.Module):
+    """``(reference, sample) -> (B, 3, H, W)``: dx, dy, T stacked (a tensor, for tracing)."""
+
+    def __init__(self, model: SPINNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, reference: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        result = self.model(reference, sample)
+        return torch.cat([result["displacement"], result["transmission"]], dim=1)
+
+
+def onnxruntime_available() -> bool:
+    """True when ``onnxruntime`` and ``onnx`` import (``pip install 'spinnet_lite[export]'``)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class InferenceModel:
+    """A SPINNet prepared for inference by one engine: ``runner(reference, sample)``.
+
+    Call it with ``(B, 1, H, W)`` float32 tensors (``H``, ``W`` multiples of
+    :attr:`size_multiple`, on :attr:`device`); it returns ``(B, 3, H, W)``: dx, dy (px) and T.
+    TorchScript and ONNX Runtime compile once per input shape and keep the result.
+
+    Attributes:
+        engine: the engine used (never ``"auto"``).
+        fast: whether this is the fast variant (:func:`fast_variant`).
+        config: the configuration of the network that runs.
+        channels_last: whether weights and inputs are NHWC.
+    """
+
+    def __init__(self, model: SPINNet, engine: str = "torch", fast: bool = False, channels_last: bool = False,
+                 threads: int | None = None):
+        if engine not in ENGINES[1:]:
+            raise ValueError(f"unknown inference engine {engine!r}; expected one of {', '.join(map(repr, ENGINES))}")
+        if engine == "onnxruntime" and not onnxruntime_available():
+            raise ValueError("engine 'onnxruntime' needs onnx and onnxruntime: pip install 'spinnet_lite[export]'")
+        self.engine, self.fast = engine, bool(fast)
+        net = fast_variant(model).eval() if fast and model.config.last_level < 3 else model
+        if engine == "plain":
+            pass  # the model itself, in the mode the caller chose (predict() sets eval), or a new copy
+        elif engine in ("folded", "onnxruntime"):
+            net = fold_batchnorm(net)  # the reference cost volume: one ONNX node per shift, not per band
+        else:
+            net = use_fast_cost_volume(fold_batchnorm(net))
+        self.channels_last = bool(channels_last) and engine in ("folded", "torch", "torchscript")
+        if self.channels_last:
+            to_channels_last(net)
+        self.config = net.config
+        self.size_multiple = net.size_multiple
+        self.device = next(net.parameters()).device
+        self.module = _Outputs(net)  # no .eval() here: "plain" leaves the caller's model as it is
+        self.threads = threads
+        self._compiled: dict = {}
+
+    def _compile(self, shape):
+        import warnings
+
+        example = torch.zeros(shape, device=self.device) + 1.0
+        if self.channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings: the shape is fixed on purpose
+            if self.engine == "torchscript":
+                traced = torch.jit.trace(self.module, (example, example), check_trace=False)
+                return torch.jit.freeze(traced.eval())
+            return _onnx_session(self.module, example, self.threads)
+
+    def __call__(self, reference: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            reference = reference.contiguous(memory_format=torch.channels_last)
+            sample = sample.contiguous(memory_format=torch.channels_last)
+        if self.engine in ("plain", "folded", "torch"):
+            with torch.inference_mode():
+                return self.module(reference, sample)
+        key = tuple(reference.shape)
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(key)
+        runner = self._compiled[key]
+        if self.engine == "torchscript":
+            with torch.inference_mode():
+                return runner(reference, sample)
+        out = runner.run(None, {"reference": reference.detach().cpu().numpy(),
+                                "sample": sample.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(reference.device)
+
+    def __repr__(self) -> str:
+        return (f"InferenceModel(config={self.config.name!r}, engine={self.engine!r}, fast={self.fast}, "
+                f"channels_last={self.channels_last})")
+
+
+def _onnx_session(module: nn.Module, example: torch.Tensor, threads: int | None):
+    """Export ``module`` at ``example``'s shape to ONNX (in memory) and open an onnxruntime session."""
+    import io
+
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    kwargs = dict(input_names=["reference", "sample"], output_names=["dx_dy_t"], opset_version=17)
+    try:
+        torch.onnx.export(module, (example, example), buffer, dynamo=False, **kwargs)
+    except TypeError:  # an older torch without the dynamo argument
+        torch.onnx.export(module, (example, example), buffer, **kwargs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
+# ---- choosing and caching ----------------------------------------------------------------------
+#: What ``engine="auto"`` runs, fastest first, as measured by ``benchmarks/speed.py`` on a
+#: 2-core CPU (see the README's speed table); the first available is used.
+AUTO_ORDER = ("torch",)
+
+#: Whether the torch engines use ``channels_last`` (measured: see ``benchmarks/speed.py``).
+CHANNELS_LAST = False
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = None  # created on first use
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """Identity of the weights: storage and in-place version of every parameter and buffer.
+
+    Optimiser steps and ``load_state_dict`` bump a tensor's version, so a prepared copy is
+    rebuilt after training or loading; writes through ``.data`` are invisible here (call
+    :func:`clear_cache` after them).
+    """
+    return tuple((t.data_ptr(), t._version, t.device.type) for t in
+                 list(model.parameters()) + list(model.buffers()))
+
+
+def clear_cache() -> None:
+    """Forget every prepared model (they are rebuilt on next use)."""
+    if _CACHE is not None:
+        _CACHE.clear()
+
+
+def resolve_engine(engine: str = "auto", device=None) -> str:
+    """The engine ``engine`` stands for on ``device``: ``"auto"`` becomes the first available of
+    :data:`AUTO_ORDER` (``"torch"`` on a GPU).
+
+    Raises:
+        ValueError: an unknown engine, or ``"onnxruntime"`` without onnxruntime installed or on a GPU.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown inference engine {engine!r}; expected one of {', '.join(map(repr, ENGINES))}")
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if engine == "auto":
+        for candidate in AUTO_ORDER if on_cpu else ("torch",):
+            if candidate != "onnxruntime" or onnxruntime_available():
+                return candidate
+        return "torch"
+    if engine == "onnxruntime":
+        if not on_cpu:
+            raise ValueError("engine 'onnxruntime' runs on the CPU only; use engine='torch' on a GPU")
+        if not onnxruntime_available():
+            raise ValueError("engine 'onnxruntime' needs onnx and onnxruntime: pip install 'spinnet_lite[export]' "
+                             "(or use engine='torch')")
+    return engine
+
+
+def prepare(model: SPINNet, engine: str = "auto", fast: bool = False, channels_last: bool | None = None) -> InferenceModel:
+    """``model`` prepared for inference (cached: the second call with the same weights is free).
+
+    Args:
+        model: a trained :class:`SPINNet` (left unchanged).
+        engine: ``"auto"`` (the fastest measured, :data:`AUTO_ORDER`), ``"plain"`` (the model as
+            it is: the reference), ``"torch"`` (BatchNorm folded, banded cost volume),
+            ``"torchscript"`` (that, traced and frozen per input shape) or ``"onnxruntime"``
+            (that, exported to ONNX per input shape; needs ``onnxruntime``).
+        fast: the fast variant (:func:`fast_variant`): output at level 3, then the refiners.
+        channels_last: NHWC weights and inputs (default :data:`CHANNELS_LAST`, as measured).
+
+    Returns:
+        An :class:`InferenceModel`: ``runner(reference, sample) -> (B, 3, H, W)``.
+    """
+    global _CACHE
+    import weakref
+
+    if not isinstance(model, SPINNet):
+        raise ValueError(f"prepare: expected a SPINNet, got {type(model).__name__}")
+    device = next(model.parameters()).device
+    engine = resolve_engine(engine, device)
+    channels_last = CHANNELS_LAST if channels_last is None else bool(channels_last)
+    if engine == "plain" and not fast:
+        return InferenceModel(model, "plain", channels_last=False)  # the model itself: nothing to cache
+    if _CACHE is None:
+        _CACHE = weakref.WeakKeyDictionary()
+    entries = _CACHE.setdefault(model, {})
+    key = (engine, bool(fast), channels_last, str(device), torch.get_num_threads())
+    fingerprint = _fingerprint(model)
+    hit = entries.get(key)
+    if hit is None or hit[0] != fingerprint:
+        hit = entries[key] = (fingerprint, InferenceModel(model, engine, fast=fast, channels_last=channels_last))
+    return hit[1]
