@@ -35,6 +35,7 @@ test-fast: setup
 benchmark: setup
 	$(PY) benchmarks/simulate_speed.py
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/speed.py --device cuda
 
 evaluate: setup
 	$(PY) benchmarks/evaluate.py --method xst,spinnet --operating-range

@@ -238,7 +238,9 @@ def main(argv=None) -> int:
     if args.json is not None:
         report = {"border": args.border, "options": {k: repr(v) for k, v in options.items()},
                   "rows": rows, "summary": summary, "operating_range": sweep_rows}
-        args.json.write_text(json.dumps(_json_safe(report), indent=1, default=str))
+        from spinnet_lite.io import write_text
+
+        write_text(args.json, json.dumps(_json_safe(report), indent=1, default=str))
         print(f"wrote {args.json}")
     return 0
 

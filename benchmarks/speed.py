@@ -19,7 +19,7 @@ at 512 px (where tiles and one pass differ), and the largest difference from the
 model over those pairs (paths that compute the same function agree to ~1e-6 px).
 
 Peak memory: ``reconstruct`` on a 4096 x 4096 (and 2112 x 2112) pair in a fresh process, peak RSS
-(``ru_maxrss``) of the whole process, with the tile plan the memory model chose.
+(``VmHWM``) of the whole process, with the tile plan the memory model chose.
 """
 from __future__ import annotations
 
@@ -41,11 +41,12 @@ XST_OPTIONS = {"window": 7, "search": 6}
 
 # ---- the paths -------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _channels_last(on: bool):
+def _channels_last(on: bool | None):
+    """Run with ``fast.CHANNELS_LAST`` set to ``on`` (None: the library's default)."""
     from spinnet_lite.model import fast
 
     old = fast.CHANNELS_LAST
-    fast.CHANNELS_LAST = bool(on)
+    fast.CHANNELS_LAST = old if on is None else bool(on)
     try:
         yield
     finally:
@@ -53,30 +54,48 @@ def _channels_last(on: bool):
 
 
 def paths(size: int) -> list[dict]:
-    """The SPINNet paths timed at ``size`` px: label, reconstruct options, channels_last."""
+    """The SPINNet paths timed at ``size`` px: label, reconstruct options, channels_last (None: default)."""
     from spinnet_lite.model.fast import onnxruntime_available
 
-    untiled = {"tile": size}
+    untiled = {"tile": size, "max_memory": 1e12}  # one pass whatever the memory model says
     out = [
         {"key": "plain", "label": "plain PyTorch model, untiled", "options": {"engine": "plain", **untiled}},
-        {"key": "folded", "label": "+ BatchNorm folded", "options": {"engine": "folded", **untiled}},
-        {"key": "torch", "label": "+ banded cost volume (engine torch)", "options": {"engine": "torch", **untiled}},
-        {"key": "channels_last", "label": "+ channels_last", "options": {"engine": "torch", **untiled},
+        {"key": "folded", "label": "+ BatchNorm folded", "options": {"engine": "folded", **untiled},
+         "channels_last": False},
+        {"key": "torch", "label": "+ banded cost volume", "options": {"engine": "torch", **untiled},
+         "channels_last": False},
+        {"key": "channels_last", "label": "+ channels_last (engine torch)", "options": {"engine": "torch", **untiled},
          "channels_last": True},
         {"key": "torchscript", "label": "TorchScript, frozen", "options": {"engine": "torchscript", **untiled}},
     ]
     if onnxruntime_available():
         out.append({"key": "onnxruntime", "label": "ONNX Runtime", "options": {"engine": "onnxruntime", **untiled}})
     out += [
-        {"key": "tiled256", "label": "auto engine, 256 px tiles, batched", "options": {"tile": 256}},
-        {"key": "tiled256_b1", "label": "auto engine, 256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
-        {"key": "default", "label": "reconstruct() default", "options": {}},
+        {"key": "tiled256", "label": "256 px tiles (old default), batched", "options": {"tile": 256}},
+        {"key": "tiled256_b1", "label": "256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
+        {"key": "default", "label": "reconstruct() defaults", "options": {}},
         {"key": "fast", "label": "fast variant (level 3 + refiners)", "options": {"fast": True}},
+        {"key": "level3", "label": "level 3, no refiners", "options": {}, "model": "level3"},
     ]
     return out
 
 
-def _reconstruct(ref, sam, method, model, options, channels_last=False):
+_VARIANTS: dict = {}
+
+
+def _path_model(model, path: dict):
+    """The model a path runs: ``model`` itself, or (``"level3"``) its level-3 output without refiners."""
+    if path.get("model") != "level3":
+        return model
+    from spinnet_lite.model.fast import fast_variant
+
+    key = id(model)
+    if key not in _VARIANTS:
+        _VARIANTS[key] = fast_variant(model, refiners=False).eval()
+    return _VARIANTS[key]
+
+
+def _reconstruct(ref, sam, method, model, options, channels_last=None):
     from spinnet_lite import reconstruct
 
     with _channels_last(channels_last):
@@ -113,8 +132,8 @@ def speed(size: int, model, repeats: int, seed: int = 1_000_999_000) -> dict:
     rows, fns = {}, {}
     for path in paths(size):
         rows[path["key"]] = {"label": path["label"], "options": path["options"]}
-        fns[path["key"]] = (lambda p=path: _reconstruct(ref, sam, "spinnet", model, p["options"],
-                                                        p.get("channels_last", False)))
+        fns[path["key"]] = (lambda p=path: _reconstruct(ref, sam, "spinnet", _path_model(model, p), p["options"],
+                                                        p.get("channels_last")))
     rows["xst"] = {"label": f"XST {XST_OPTIONS['window']}x{XST_OPTIONS['window']}, search +-{XST_OPTIONS['search']}",
                    "options": XST_OPTIONS}
     fns["xst"] = lambda: _reconstruct(ref, sam, "xst", None, XST_OPTIONS)
@@ -143,7 +162,8 @@ def accuracy(model, n: int, sizes=(256, 512), border: int = 8) -> dict:
                 if key == "xst":
                     out = _reconstruct(ref, sam, "xst", None, XST_OPTIONS)
                 else:
-                    out = _reconstruct(ref, sam, "spinnet", model, path["options"], path.get("channels_last", False))
+                    out = _reconstruct(ref, sam, "spinnet", _path_model(model, path), path["options"],
+                                       path.get("channels_last"))
                 errors.setdefault(key, []).append(displacement_rmse(out, pair, border))
                 if key == "plain":
                     plain = out
@@ -177,19 +197,41 @@ def _speckle(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ref, sam.astype(np.float32)
 
 
-def _peak_rss_child(size: int, checkpoint=None) -> int:
+def _reset_peak() -> None:
+    """Reset this process's RSS high-water mark (Linux).  Needed because a child inherits its
+    parent's ``ru_maxrss`` through fork: without it the benchmark's own size would be reported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak() -> int:
+    """Peak RSS (bytes) since the last :func:`_reset_peak`: ``VmHWM``, else ``ru_maxrss``."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _peak_rss_child(size: int, checkpoint=None) -> int:
+    _reset_peak()
     from spinnet_lite import reconstruct
     from spinnet_lite.tiling import plan_tiles
 
     ref, sam = _speckle(size)
     model = _model(checkpoint)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = _peak()
     t0 = time.perf_counter()
     ds = reconstruct(ref, sam, method="spinnet", model=model)
     elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak()
     plan = plan_tiles(model, size, size)
     print(json.dumps({"size": size, "peak_rss_bytes": peak, "rss_before_bytes": before, "elapsed_s": elapsed,
                       "tile": list(plan["tile"]), "tiles": plan["tiles"], "batch_size": plan["batch_size"],

@@ -33,9 +33,10 @@
 # **Prerequisites:** notebook 03 (the network's parts: pyramid, warp, cost volume, PhaseNet,
 # TNet, refiners); Eq. 4 of the seed; PyTorch's `model(...)` calls.
 #
-# **Run time** (2 CPU cores): about half a minute in the default mode, which reads the
-# bundled run; `QUICK = True` trains a tiny network for a few steps in about a minute;
-# `RETRAIN = True` trains the `lite` network here for `MINUTES`.
+# **Run time** (measured on a busy 2-core CPU): about half a minute in the default mode,
+# which reads the bundled run; `QUICK = True` trains a tiny network for a few steps in under
+# a minute; `RETRAIN = True` runs the project's own training here (hours). Peak memory about
+# 0.5 GB.
 
 # %% [markdown]
 # <div style="border: 1px solid #888; border-radius: 6px; padding: 0.6em 1em; background: #f6f6f6">

@@ -37,9 +37,9 @@
 # **Prerequisites:** notebook 01 (Eq. 1, displacement ↔ phase gradient), notebook 00 or 04
 # (the bundled network); numpy and xarray basics.
 #
-# **Run time** (2 CPU cores): about 2-4 minutes in the default mode, under a minute with
-# `QUICK = True`. Peak memory stays under 1.5 GB; the seed's full 2112 × 2112 frame
-# (`LARGE_SIZE = 2112`) needs more and is optional.
+# **Run time** (measured on a busy 2-core CPU): about 1-2 minutes in the default mode, under
+# a minute with `QUICK = True`. Peak memory about 1.3 GB in the default mode (Binder gives
+# 2 GB); the seed's full 2112 × 2112 frame (`LARGE_SIZE = 2112`) needs more and is optional.
 
 # %% [markdown]
 # <div style="border: 1px solid #888; border-radius: 6px; padding: 0.6em 1em; background: #f6f6f6">
@@ -83,10 +83,8 @@ if QUICK:  # every code path still runs, on less data
 # %%
 # %matplotlib inline
 import math
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import matplotlib.pyplot as plt
@@ -285,17 +283,17 @@ command = [sys.executable, "-m", "spinnet_lite", "reconstruct", str(ref_file), f
            "-o", str(result_file), "--energy", str(geom.energy_kev), "--pixel-size", str(geom.pixel_size_um),
            "--distance", str(geom.sample_detector_mm), "--overwrite"]
 print("$", " ".join(["python"] + command[1:]))
-kernel_peak_before_cli = nbtools.peak_rss_mb()  # the kernel waits while the command runs beside it
+kernel_rss = nbtools.rss_mb()  # the kernel's memory now: it waits while the command runs beside it
 t0 = time.perf_counter()
-done = subprocess.run(command, capture_output=True, text=True)
+done, cli_peak_mb = nbtools.run_command(command)  # subprocess.run(command, ...) and the command's peak memory
 cli_time = time.perf_counter() - t0
 print(done.stdout.strip() or done.stderr.strip())
 with xr.open_dataset(result_file) as from_cli:
     from_cli = from_cli.load()
 cli_diff = float(np.abs(from_cli.phase.values - results["spinnet"].phase.values).max())
 lesson.record(cli_returncode=done.returncode, cli_phase_max_diff_rad=cli_diff, cli_time_s=cli_time,
-              cli_variables=sorted(from_cli.data_vars), cli_peak_rss_mb=nbtools.peak_rss_mb(children=True),
-              kernel_peak_before_cli_mb=kernel_peak_before_cli)
+              cli_variables=sorted(from_cli.data_vars), cli_peak_rss_mb=cli_peak_mb,
+              kernel_rss_during_cli_mb=kernel_rss)
 print(f"variables {list(from_cli.data_vars)}; max |phase(CLI) - phase(Python)| = {cli_diff:.1e} rad "
       f"(float32 files); {cli_time:.1f} s including Python's start-up")
 

@@ -35,8 +35,9 @@
 # **Prerequisites:** notebook 05 (`reconstruct` with a geometry); the idea of a projection
 # (a line integral); numpy and xarray basics.
 #
-# **Run time** (2 CPU cores): a few minutes in the default mode (120 projections, both
-# methods), about a minute with `QUICK = True`. Peak memory stays well under 1.5 GB.
+# **Run time** (measured on a busy 2-core CPU): about 2-3 minutes in the default mode (120
+# projections, both methods), under a minute with `QUICK = True`. Peak memory stays under
+# 1.5 GB (Binder gives 2 GB).
 
 # %% [markdown]
 # <div style="border: 1px solid #888; border-radius: 6px; padding: 0.6em 1em; background: #f6f6f6">

@@ -1,8 +1,6 @@
 """Input checks at the public boundary: clear ``ValueError`` messages, never a torch traceback."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 MIN_SIZE = 64
@@ -152,8 +150,3 @@ def resolve_device(device, what: str = "device"):
     if dev.type == "xpu" and xpu is not None and xpu.is_available():
         return dev
     raise ValueError(f"{what}: device {str(device)!r} cannot run this model here; expected 'cpu' or 'cuda'")
-
-
-def is_integer(value) -> bool:
-    """A Python or numpy integer, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))

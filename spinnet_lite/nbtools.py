@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Lesson", "check_exercise", "ExerciseResult", "make_commands", "measure", "Measurement",
-           "peak_rss_mb", "to_jsonable", "write_json_atomic"]
+           "peak_rss_mb", "rss_mb", "run_command", "to_jsonable", "write_json_atomic"]
 
 #: Exercise states written to ``summary.json["exercises"]``.
 NOT_ATTEMPTED, CORRECT, INCORRECT = "not attempted", "correct", "incorrect"
@@ -125,8 +125,55 @@ def peak_rss_mb(children: bool = False) -> float | None:
             return psutil.Process().memory_info().peak_wset / 2**20
         except (ImportError, AttributeError):
             return None
+    if not children:
+        # Linux: this process's own high-water mark.  ru_maxrss would also count the process the
+        # kernel was started from (it survives fork and exec: a kernel launched by a big pytest
+        # process reports pytest's peak).
+        try:
+            line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+            return int(line.split()[1]) / 2**10
+        except (OSError, StopIteration):
+            pass
     peak = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process now (not its peak), MiB; None where ``/proc`` is missing."""
+    try:
+        line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 2**10
+
+
+def run_command(command, poll_s: float = 0.05):
+    """``subprocess.run(command, capture_output=True, text=True)``, and the command's peak memory.
+
+    The peak is the process's own high-water mark (``VmHWM`` in ``/proc/<pid>/status``, read
+    while it runs; Linux only, else None).  ``ru_maxrss`` of a child is no use here: it counts
+    the copy of the kernel the child was forked from before it started the command.
+
+    Returns:
+        ``(completed process, peak resident memory of the command in MiB or None)``.
+    """
+    import subprocess
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status, peak_kb = Path(f"/proc/{proc.pid}/status"), None
+    out, err = "", ""
+    while True:
+        try:
+            out, err = proc.communicate(timeout=poll_s)
+            break
+        except subprocess.TimeoutExpired:
+            try:
+                line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
+                peak_kb = int(line.split()[1])  # monotonic within the running program
+            except (OSError, StopIteration, ValueError):
+                pass
+    done = subprocess.CompletedProcess(command, proc.returncode, out, err)
+    return done, (None if peak_kb is None else peak_kb / 2**10)
 
 
 @dataclass

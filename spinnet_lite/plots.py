@@ -162,13 +162,11 @@ def show_map(ax, image, cmap: str = "viridis", vmin=None, vmax=None, title: str 
 def _contrasting(im, img) -> str:
     """Black or white, whichever stands out on the image's lower-right corner (where the bar goes)."""
     h, w = img.shape[:2]
-    corner = np.asarray(img[int(0.85 * h):, int(0.6 * w):], dtype=np.float64)
-    corner = corner[np.isfinite(corner)]
-    if not corner.size:
-        return "black"
-    rgba = im.cmap(im.norm(np.median(corner)))
-    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
-    return "black" if luminance > 0.5 else "white"
+    corner = np.asarray(img[int(0.85 * h):, int(0.6 * w):], dtype=np.float64).ravel()
+    rgba = im.cmap(im.norm(np.where(np.isfinite(corner), corner, 0.0)))
+    luminance = 0.2126 * rgba[:, 0] + 0.7152 * rgba[:, 1] + 0.0722 * rgba[:, 2]
+    luminance[~np.isfinite(corner)] = 1.0  # NaN is not drawn: the white axes show through
+    return "black" if np.mean(luminance) > 0.5 else "white"
 
 
 # ---------------------------------------------------------------------------------------
@@ -422,9 +420,10 @@ def quiver_field(ax, dx, dy, step: int | None = None, pixel_size_um: float | Non
 # The operating range (issue 8): error against displacement, visibility, speckle type
 # ---------------------------------------------------------------------------------------
 OPERATING_AXES = {
+    "magnitude": "largest displacement [px]",
     "displacement": "displacement magnitude [px]",
-    "visibility": "speckle visibility [%]",
-    "speckle": "speckle generator",
+    "visibility": "speckle visibility (rms contrast)",
+    "speckle": "mask pitch / diffuser grain [px]",
 }
 
 
@@ -437,63 +436,79 @@ def _records(table) -> list[dict]:
     return [dict(r) for r in table]
 
 
-def operating_range_curves(table, error: str = "displacement_rmse", methods=None, axes_order=None,
+def operating_range_curves(table, error: str | None = None, methods=None, panels=None,
                            trained_range: dict | None = None, ylabel: str = "displacement rms error [px]"):
     """Error of each method against each operating-range variable, one panel per variable.
 
     Args:
-        table: long-format rows (a pandas DataFrame or a list of dicts) with ``axis`` (which
-            variable is swept: ``"displacement"``, ``"visibility"``, ``"speckle"`` or any other
-            name), ``value`` (its value: a number, or a category such as ``"mask"``), ``method``
-            and the ``error`` column; optional ``error + "_lo"`` / ``error + "_hi"`` (a band,
-            e.g. quartiles over pairs).
-        error: the column plotted.
+        table: long-format rows (a pandas DataFrame or a list of dicts), e.g. those of
+            :func:`spinnet_lite.operating_range.run_sweeps`: the panel (``sweep``, or ``axis``),
+            the swept ``value`` (a number, or a category such as ``"mask"``), the ``method``,
+            optionally a ``label`` (one curve per method and label, e.g. the phantom or the
+            speckle generator), and the error column; optional ``<error>_lo`` / ``<error>_hi``
+            (a band, e.g. the spread over pairs).
+        error: the column plotted (default ``rmse_px``, else ``displacement_rmse``).
         methods: the methods, in legend order (default: as they appear).
-        axes_order: the panels, in order (default: as they appear).
-        trained_range: optional ``{axis: (lo, hi)}`` shaded and labelled "trained range".
+        panels: the panels, in order (default: as they appear).
+        trained_range: optional ``{panel: (lo, hi)}`` shaded and labelled "trained range".
 
     Returns:
-        The Figure: numeric axes as lines with markers (log y), categorical ones as grouped bars.
+        The Figure: numeric values as lines with markers (log y; colour = method, marker and
+        line style = label), categorical ones as grouped bars.
     """
     import matplotlib.pyplot as plt
 
     rows = _records(table)
     if not rows:
         raise ValueError("operating_range_curves: the table has no rows")
-    for key in ("axis", "value", "method", error):
+    panel_key = "sweep" if "sweep" in rows[0] else "axis"
+    error = error or ("rmse_px" if "rmse_px" in rows[0] else "displacement_rmse")
+    for key in (panel_key, "value", "method", error):
         if key not in rows[0]:
             raise ValueError(f"operating_range_curves: the table needs a {key!r} column, got {sorted(rows[0])}")
-    names = list(dict.fromkeys(r["axis"] for r in rows)) if axes_order is None else list(axes_order)
+    names = list(dict.fromkeys(r[panel_key] for r in rows)) if panels is None else list(panels)
     methods = list(dict.fromkeys(r["method"] for r in rows)) if methods is None else list(methods)
-    fig, axs = plt.subplots(1, len(names), squeeze=False, figsize=(4.6 * len(names), 3.8), layout="constrained")
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    styles = ("o-", "s--", "^:", "D-.", "v-")
+    fig, axs = plt.subplots(1, len(names), squeeze=False, figsize=(4.8 * len(names), 3.9), layout="constrained")
     trained_range = trained_range or {}
     for ax, name in zip(axs[0], names):
-        sub = [r for r in rows if r["axis"] == name]
+        sub = [r for r in rows if r[panel_key] == name]
         numeric = all(isinstance(r["value"], (int, float, np.number)) and not isinstance(r["value"], bool) for r in sub)
+        labels = list(dict.fromkeys(r.get("label") for r in sub))
         cats = list(dict.fromkeys(r["value"] for r in sub))
-        for i, m in enumerate(methods):
-            pts = sorted((r for r in sub if r["method"] == m), key=lambda r: r["value"] if numeric else cats.index(r["value"]))
-            if not pts:
-                continue
-            y = np.array([float(r[error]) for r in pts])
-            if numeric:
-                x = np.array([float(r["value"]) for r in pts])
-                (line,) = ax.plot(x, y, "o-" if i == 0 else "s--", label=m)
-                if f"{error}_lo" in pts[0] and f"{error}_hi" in pts[0]:
-                    ax.fill_between(x, [r[f"{error}_lo"] for r in pts], [r[f"{error}_hi"] for r in pts],
-                                    color=line.get_color(), alpha=0.15)
-            else:
-                width = 0.8 / len(methods)
-                x = np.array([cats.index(r["value"]) for r in pts]) + (i - (len(methods) - 1) / 2) * width
-                ax.bar(x, y, width, label=m)
+        for j, label in enumerate(labels):
+            for i, m in enumerate(methods):
+                pts = [r for r in sub if r["method"] == m and r.get("label") == label]
+                if not pts:
+                    continue
+                # one point per value: the median over repeated cases
+                by_value = {}
+                for r in pts:
+                    by_value.setdefault(r["value"], []).append(r)
+                xs = sorted(by_value, key=(lambda v: v) if numeric else cats.index)
+                y = np.array([np.median([float(r[error]) for r in by_value[v]]) for v in xs])
+                name_ = m if label is None or len(labels) == 1 else f"{m}, {label}"
+                if numeric:
+                    x = np.array([float(v) for v in xs])
+                    ax.plot(x, y, styles[j % len(styles)], color=colours[m], label=name_, ms=4)
+                    if f"{error}_lo" in pts[0] and f"{error}_hi" in pts[0]:
+                        lo = [min(r[f"{error}_lo"] for r in by_value[v]) for v in xs]
+                        hi = [max(r[f"{error}_hi"] for r in by_value[v]) for v in xs]
+                        ax.fill_between(x, lo, hi, color=colours[m], alpha=0.15)
+                else:
+                    width = 0.8 / (len(methods) * len(labels))
+                    k = j * len(methods) + i
+                    x = np.array([cats.index(v) for v in xs]) + (k - (len(methods) * len(labels) - 1) / 2) * width
+                    ax.bar(x, y, width, color=colours[m], label=name_, alpha=1.0 - 0.35 * j)
         if not numeric:
             ax.set_xticks(range(len(cats)), [str(c) for c in cats])
         if name in trained_range:
             lo, hi = trained_range[name]
-            ax.axvspan(lo, hi, color="0.9", zorder=0, label="trained range")
+            ax.axvspan(lo, hi, color="0.92", zorder=0, label="trained range")
         ax.set(xlabel=OPERATING_AXES.get(name, name), ylabel=ylabel, yscale="log", title=f"error vs {name}")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     return fig
 
 

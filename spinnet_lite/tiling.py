@@ -24,11 +24,14 @@ import numpy as np
 
 from .checks import MIN_SIZE, as_pair
 
-#: Default bound (bytes) on the memory of one forward pass (the network's activations). With the
-#: process itself (~0.4 GB), the images and the blending buffers this keeps a 4096 x 4096
-#: reconstruction under 2 GB peak RSS (tested in ``tests/test_fast.py``), and runs a 2112 x 2112
-#: frame through the lite network in one pass.
-DEFAULT_MAX_MEMORY = 1.1e9
+#: Default bound (bytes) on the memory of one forward pass (the network's activations, as
+#: :func:`inference_bytes` counts them).  With the process itself (~0.4 GB), the images, the
+#: library's full-size copies and the blending buffers, a 4096 x 4096 reconstruction then peaks
+#: at ~1.7 GB RSS (twelve 1048 x 1392 tiles for the lite network; under 2 GB is tested in
+#: ``tests/test_fast.py``; 1.0e9 gave nine 1392 px tiles and 1.82 GB, too close).  Images up to
+#: ~1300 x 1300 px are one pass; a 2112 x 2112 frame is four 1072 px tiles (3 % more pixels
+#: than one pass, which would need ~1.5 GB of activations).  Pass ``max_memory`` for more.
+DEFAULT_MAX_MEMORY = 0.75e9
 
 #: Measured peak / counted planes of :func:`inference_bytes`: oneDNN's reordered copies of a
 #: convolution's input and output, allocator slack and the normalisation's temporaries.
@@ -217,7 +220,8 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap
 
     height, width = ref.shape
     cap = _tile_shape(tile, height, width)
-    if not _is_int(overlap) or overlap < 0 or (cap is not None and not overlap < min(cap) / 2):
+    one_tile = cap is not None and cap[0] >= height and cap[1] >= width  # one pass: the overlap plays no part
+    if not _is_int(overlap) or overlap < 0 or (cap is not None and not one_tile and not overlap < min(cap) / 2):
         limit = f"tile/2 = {min(cap) / 2:g}" if cap is not None else "tile/2"
         raise ValueError(f"predict_tiled: overlap must be an integer in [0, {limit}), got {overlap!r}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
@@ -242,9 +246,16 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap
     scale = float(ref.mean())
     if not scale > 0:
         raise ValueError("reference: mean intensity must be positive (an intensity image is expected)")
-    starts = [(y0, x0) for y0 in tile_starts(height, th, overlap) for x0 in tile_starts(width, tw, overlap)]
+    rows, cols = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
+    starts = [(y0, x0) for y0 in rows for x0 in cols]
+    # Every tile's weight is wy(y) * wx(x) and the tiles form a grid, so the sum of the weights
+    # is (sum of the wy) x (sum of the wx): two 1-D arrays instead of a full-size plane.
+    sum_y, sum_x = np.zeros(height), np.zeros(width)
+    for y0 in rows:
+        sum_y[y0:y0 + th] += _ramp(th, overlap, rise=y0 > 0, fall=y0 + th < height)
+    for x0 in cols:
+        sum_x[x0:x0 + tw] += _ramp(tw, overlap, rise=x0 > 0, fall=x0 + tw < width)
     total = np.zeros((3, height, width), np.float32)
-    weight_sum = np.zeros((height, width), np.float32)
     for first in range(0, len(starts), batch_size):
         group = starts[first:first + batch_size]
         refs = np.stack([ref[y0:y0 + th, x0:x0 + tw] for y0, x0 in group]) / scale
@@ -255,7 +266,7 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap
             w = blend_weight((height, width), (y0, x0), (th, tw), overlap).astype(np.float32)
             for c, name in enumerate(("dx", "dy", "transmission")):
                 total[c, y0:y0 + th, x0:x0 + tw] += w * out[name][i]
-            weight_sum[y0:y0 + th, x0:x0 + tw] += w
         del out
-    total /= weight_sum
+    total /= sum_y.astype(np.float32)[None, :, None]
+    total /= sum_x.astype(np.float32)[None, None, :]
     return {name: total[c] for c, name in enumerate(("dx", "dy", "transmission"))}

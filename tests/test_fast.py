@@ -54,6 +54,33 @@ def speckle_pair(shape=(96, 128), shift=2, seed=0):
     return ref, np.roll(ref, shift, axis=1) * 0.9
 
 
+#: Child-process code that measures its own peak RSS.  ``ru_maxrss`` is no good here: a child
+#: inherits its parent's high-water mark through fork, so it would report the pytest process's
+#: size; ``VmHWM`` after writing 5 to ``/proc/self/clear_refs`` is the child's own peak.
+PEAK_RSS = textwrap.dedent("""
+    def reset_peak():
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+    def peak_rss():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+    def rss():
+        return int(open("/proc/self/statm").read().split()[1]) * 4096
+    reset_peak()
+""")
+
+
+def run_child(code: str, timeout: float) -> dict:
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def max_diff(a: dict, b: dict) -> float:
     return max(float(np.abs(a[k] - b[k]).max()) for k in ("dx", "dy", "transmission"))
 
@@ -192,6 +219,35 @@ class TestEngines:
             fast.resolve_engine("onnxruntime", device="cuda")
 
 
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled network and a simulated 192 px pair."""
+    from spinnet_lite import simulate_pair
+    from spinnet_lite.pretrained import load_pretrained
+
+    ds = simulate_pair(192, seed=1_000_500_007, photons=5000.0)
+    return load_pretrained(), ds["reference"].values, ds["sample"].values
+
+
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="bundled weights not present")
+class TestBundledWeights:
+    """The same equalities with the bundled network (whatever its configuration)."""
+
+    @pytest.mark.parametrize("engine", ["folded", "torch", "torchscript", "onnxruntime"])
+    def test_engines_equal_plain(self, bundled, engine):
+        if engine == "onnxruntime" and not fast.onnxruntime_available():
+            pytest.skip("onnxruntime not installed")
+        model, ref, sam = bundled
+        plain = predict(model, ref, sam, engine="plain")
+        assert max(float(np.abs(plain[k]).max()) for k in ("dx", "dy")) > 0.5
+        assert max_diff(predict(model, ref, sam, engine=engine), plain) < TOL_PX
+
+    def test_fast_variant_equals_plain_fast_variant(self, bundled):
+        model, ref, sam = bundled
+        plain = predict(model, ref, sam, engine="plain", fast=True)
+        assert max_diff(predict(model, ref, sam, fast=True), plain) < TOL_PX
+
+
 class TestFastVariant:
     def test_is_the_full_model_stopped_at_level_3(self, model):
         variant = fast.fast_variant(model)
@@ -203,13 +259,21 @@ class TestFastVariant:
             got = variant(x, x * 0.9)
         torch.testing.assert_close(got["displacement"], full_at_3["displacement"], rtol=0, atol=1e-6)
 
+    def test_without_refiners_is_the_level_3_estimate(self, model):
+        variant = fast.fast_variant(model, refiners=False)
+        assert variant.config.last_level == 3 and variant.phase_refiner is None
+        x = torch.rand(1, 1, 64, 64) + 0.5
+        with torch.inference_mode():
+            expected = model(x, x * 0.9, last_level=3, refine=False)["displacement"]
+            torch.testing.assert_close(variant(x, x * 0.9)["displacement"], expected, rtol=0, atol=1e-6)
+
     def test_a_level_3_model_is_returned_as_is(self):
         model = SPINNet(get_config("tiny", last_level=3))
         assert fast.fast_variant(model) is model
 
     def test_no_level_3(self):
         model = SPINNet(get_config("tiny", first_level=2))
-        with pytest.raises(ValueError, match="level 3"):
+        with pytest.raises(ValueError, match="no level-3 output"):
             fast.fast_variant(model)
 
 
@@ -224,7 +288,9 @@ class TestMemoryModel:
     def test_plan_one_pass_where_it_fits(self):
         model = randomised(CONFIGS["lite"])
         assert plan_tiles(model, 512, 512)["tiles"] == 1
-        assert plan_tiles(model, 2112, 2112)["tiles"] == 1  # a detector frame: one pass by default
+        assert plan_tiles(model, 2112, 2112, max_memory=3e9)["tiles"] == 1
+        big = plan_tiles(model, 2112, 2112, max_memory=1e9)
+        assert 1 < big["tiles"] <= 4  # large tiles, not 256 px ones
 
     @pytest.mark.parametrize("shape, budget", [((4096, 4096), DEFAULT_MAX_MEMORY), ((1000, 300), 5e7),
                                                ((300, 1000), 2e7)])
@@ -240,10 +306,11 @@ class TestMemoryModel:
         plan = plan_tiles(randomised(CONFIGS["lite"]), 512, 512, max_tile=256, overlap=32)
         assert plan["tile"] == (256, 256) and plan["tiles"] == 9
 
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
     def test_model_bounds_the_measured_peak(self):
         """Peak RSS growth of one untiled pass (fresh process) stays under the model, and not far below it."""
-        code = textwrap.dedent("""
-            import json, resource, torch
+        result = run_child("""
+            import json, torch
             torch.set_num_threads(1)
             from spinnet_lite.model import SPINNet, get_config
             from spinnet_lite.model.fast import prepare
@@ -252,26 +319,23 @@ class TestMemoryModel:
             runner = prepare(model)
             small = torch.rand(1, 1, 64, 64) + 0.5
             runner(small, small)
-            x = torch.rand(1, 1, 768, 768) + 0.5
+            x = torch.rand(1, 1, 1024, 1024) + 0.5
             y = torch.roll(x, 2, -1)
-            rss = int(open("/proc/self/statm").read().split()[1]) * 4096
+            before = rss()
+            reset_peak()
             runner(x, y)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            print(json.dumps({"growth": peak - rss, "model": inference_bytes(model.config, 768, 768)}))
-        """)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-2000:]
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps({"growth": peak_rss() - before, "model": inference_bytes(model.config, 1024, 1024)}))
+        """, timeout=900)
         assert result["growth"] <= result["model"], result
-        assert result["growth"] >= 0.25 * result["model"], result  # the model is not wildly pessimistic
+        assert result["growth"] >= 0.4 * result["model"], result  # the model is not wildly pessimistic
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="bundled weights not present")
 def test_4096_frame_reconstructs_under_2_gb():
     """Issue 9: a 4096 x 4096 frame through reconstruct(method="spinnet") in a fresh process, < 2 GB peak RSS."""
-    code = textwrap.dedent("""
-        import json, resource, numpy as np, torch
+    result = run_child("""
+        import json, numpy as np, torch
         from scipy import ndimage
         torch.set_num_threads(2)
         from spinnet_lite import reconstruct
@@ -280,12 +344,9 @@ def test_4096_frame_reconstructs_under_2_gb():
         sam = (np.roll(ref, 2, axis=1) * np.float32(0.9)).astype(np.float32)
         ds = reconstruct(ref, sam, method="spinnet")
         inner = ds["dx"].values[64:-64, 64:-64]
-        print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                          "finite": bool(np.isfinite(ds["dx"].values).all()), "median_dx": float(np.median(inner))}))
-    """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps({"peak": peak_rss(), "finite": bool(np.isfinite(ds["dx"].values).all()),
+                          "median_dx": float(np.median(inner))}))
+    """, timeout=3600)
     assert result["finite"]
     assert result["peak"] < 2e9, f"peak RSS {result['peak'] / 1e9:.2f} GB"
 

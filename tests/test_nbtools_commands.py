@@ -54,3 +54,22 @@ def test_the_project_trains_with_its_working_settings():
 def test_child_peak():
     subprocess.run([sys.executable, "-c", "x = bytearray(50 * 2**20)"], check=True)
     assert nbtools.peak_rss_mb(children=True) >= 50
+
+
+def test_run_command_measures_the_command_not_the_kernel():
+    import pytest
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("no /proc: the peak of a command is not measured on this platform")
+    held = bytearray(300 * 2**20)  # the "kernel" holds 300 MB; a forked child's ru_maxrss would count it
+    held[::4096] = b"x" * len(held[::4096])
+    code = "import time; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); print('ok')"
+    done, peak = nbtools.run_command([sys.executable, "-c", code])
+    assert done.returncode == 0 and done.stdout.strip() == "ok"
+    assert 60 <= peak < 250
+
+
+def test_rss_now_is_below_the_peak():
+    now = nbtools.rss_mb()
+    if now is not None:
+        assert 0 < now <= nbtools.peak_rss_mb() + 1

@@ -151,6 +151,19 @@ class TestOperatingRange:
         assert [t.get_text() for t in speckle.get_xticklabels()] == ["mask", "diffuser"]
         assert len(speckle.patches) == 4
 
+    def test_the_operating_range_module_rows(self):
+        """Rows as spinnet_lite.operating_range.run_sweeps writes them: a curve per method and label."""
+        rows = [{"sweep": "magnitude", "label": label, "value": v, "method": m, "rmse_px": 0.01 * v}
+                for label in ("uniform", "blobs") for m in ("spinnet", "xst") for v in (1.0, 4.0, 10.0)]
+        rows += [{"sweep": "speckle", "label": label, "value": v, "method": m, "rmse_px": 0.05}
+                 for label, vs in (("mask", (3.0, 5.0)), ("diffuser", (1.5, 3.0))) for m in ("spinnet", "xst") for v in vs]
+        fig = plots.operating_range_curves(rows, trained_range={"magnitude": (0, 12)})
+        magnitude, speckle = fig.axes[:2]
+        assert magnitude.get_xlabel() == "largest displacement [px]"
+        names = {ln.get_label() for ln in magnitude.lines}
+        assert {"spinnet, uniform", "xst, uniform", "spinnet, blobs", "xst, blobs"} <= names
+        assert {ln.get_label() for ln in speckle.lines} >= {"spinnet, mask", "xst, diffuser"}
+
     def test_missing_column(self):
         with pytest.raises(ValueError, match="method"):
             plots.operating_range_curves([{"axis": "displacement", "value": 1, "displacement_rmse": 0.1}])

@@ -55,6 +55,14 @@ ODD_VALUES = st.one_of(
 # readers
 # ---------------------------------------------------------------------------------------
 def _write(path: Path, arrays: dict, fmt: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tifffile's notes on how it stores odd shapes
+        _write_quietly(path, arrays, fmt)
+
+
+def _write_quietly(path: Path, arrays: dict, fmt: str) -> None:
     if fmt == ".npy":
         np.save(path, next(iter(arrays.values())))
     elif fmt == ".npz":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -83,9 +82,11 @@ def main(argv=None) -> int:
                                                 + float(record.get("training_time_s") or 0), 1)
     record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
     WEIGHTS.mkdir(exist_ok=True)
-    shutil.copyfile(model_path, targets["pt"])
-    shutil.copyfile(args.run / "history.csv", targets["history"])
-    targets["json"].write_text(json.dumps(record, indent=2, default=lambda o: None if o != o else str(o)))
+    from spinnet_lite.io import write_bytes, write_text
+
+    write_bytes(targets["pt"], model_path.read_bytes())  # atomic: an interrupted bundle leaves the old weights
+    write_bytes(targets["history"], (args.run / "history.csv").read_bytes())
+    write_text(targets["json"], json.dumps(record, indent=2, default=lambda o: None if o != o else str(o)))
     s, x = summary["spinnet"], summary["xst"]
     print(f"bundled {targets['pt']} ({targets['pt'].stat().st_size / 1e6:.1f} MB)")
     print(f"median displacement RMSE: spinnet {s['median_displacement_rmse']:.4f} px, xst {x['median_displacement_rmse']:.4f} px; "

@@ -6,15 +6,17 @@ widths, search range, input normalisation):
 
 * :func:`fold_batchnorm`: in eval mode a BatchNorm is an affine map per channel, so it folds
   into the convolution before it (``w' = w * g / sqrt(v + eps)``, ``b' = b_bn - m * g / sqrt(v + eps)``);
-* :func:`fast_cost_volume` (in ``cost_volume.py``) replaces the reference cost volume by the
-  same sums taken in cache-sized row bands;
-* :func:`to_channels_last`: weights in ``channels_last`` memory format (NHWC);
+* :func:`use_fast_cost_volume`: :class:`~spinnet_lite.model.cost_volume.FastCostVolume`, the
+  same sums as the reference cost volume taken in cache-sized row bands;
+* :func:`to_channels_last`: weights in ``channels_last`` memory format (NHWC), which oneDNN's
+  convolutions run without reordering;
 * :func:`fast_variant`: the seed's fast variant, output at level 3 then the refiners, built
   from a full model's weights (its accuracy is *not* that of the full model: see
   ``benchmarks/speed.py``);
-* :func:`prepare`: all of the above, plus TorchScript or ONNX Runtime, behind one callable.
+* :func:`prepare`: one of the :data:`ENGINES` behind one callable, cached per model.
 
-The plain model stays the reference: tests check every path against it to 1e-4 px.
+The plain model stays the reference: ``tests/test_fast.py`` checks every path against it to
+1e-4 px, for the seed's configuration and for issue 8's (first level 4, input normalisation).
 """
 from __future__ import annotations
 
@@ -97,13 +99,18 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def fast_variant(model: SPINNet) -> SPINNet:
+def fast_variant(model: SPINNet, refiners: bool = True) -> SPINNet:
     """The seed's fast variant of ``model``: estimation stops at level 3, then the refiners.
 
     A new :class:`SPINNet` with ``config.replace(last_level=3)`` and every weight of ``model``
     except the level-2 heads (a model whose config already stops at level 3 is returned as is).
-    The refiners were trained at the last level of ``model``; run at level 3 they see coarser
-    inputs, so the accuracy is that of a different network: ``benchmarks/speed.py`` reports it.
+    The refiners of a network trained down to level 2 were trained there; run at level 3 they
+    see coarser inputs, so the accuracy is that of another network: ``benchmarks/speed.py``
+    reports it (a network trained with ``get_config(..., last_level=3)`` has refiners made for it).
+
+    Args:
+        model: a :class:`SPINNet`.
+        refiners: keep the refiners (False: the level-3 output as it is, without them).
 
     Raises:
         ValueError: ``model`` has no level 3 (``first_level < 3``).
@@ -111,12 +118,13 @@ def fast_variant(model: SPINNet) -> SPINNet:
     if not isinstance(model, SPINNet):
         raise ValueError(f"fast_variant: expected a SPINNet, got {type(model).__name__}")
     config = model.config
-    if config.last_level >= 3:
+    keep_refiners = config.refiners and bool(refiners)
+    if config.last_level >= 3 and keep_refiners == config.refiners:
         return model
     if config.first_level < 3:
         raise ValueError(f"fast_variant: configuration {config.name!r} starts at level {config.first_level}, "
                          f"below 3; there is no level-3 output")
-    fast = SPINNet(config.replace(last_level=3))
+    fast = SPINNet(config.replace(last_level=max(3, config.last_level), refiners=keep_refiners))
     wanted = fast.state_dict()
     state = {k: v for k, v in model.state_dict().items() if k in wanted}
     fast.load_state_dict(state, strict=True)
@@ -248,12 +256,16 @@ def _onnx_session(module: nn.Module, example: torch.Tensor, threads: int | None)
 
 
 # ---- choosing and caching ----------------------------------------------------------------------
-#: What ``engine="auto"`` runs, fastest first, as measured by ``benchmarks/speed.py`` on a
-#: 2-core CPU (see the README's speed table); the first available is used.
+#: What ``engine="auto"`` runs: the first available.  Measured on the project's 2-core CPU
+#: (``benchmarks/speed.py``): ONNX Runtime is the fastest at 2112 px (single-thread CPU time
+#: 2.41 s vs 3.40 s for "torch" at 1536 px) but exports and optimises a graph for every new
+#: image shape (seconds to tens of seconds) and is an optional dependency, so the default is
+#: "torch"; pass ``engine="onnxruntime"`` for many frames of one size.
 AUTO_ORDER = ("torch",)
 
-#: Whether the torch engines use ``channels_last`` (measured: see ``benchmarks/speed.py``).
-CHANNELS_LAST = False
+#: Whether the torch engines use ``channels_last`` (NHWC): measured 1.4x faster than NCHW for the
+#: lite network at 1536 px on one thread (3.4 s vs 4.7 s CPU), and no slower at 512 px.
+CHANNELS_LAST = True
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = None  # created on first use
 
@@ -265,7 +277,13 @@ def _fingerprint(model: nn.Module) -> tuple:
     rebuilt after training or loading; writes through ``.data`` are invisible here (call
     :func:`clear_cache` after them).
     """
-    return tuple((t.data_ptr(), t._version, t.device.type) for t in
+    def version(t):
+        try:
+            return t._version
+        except RuntimeError:  # an inference tensor has no version counter
+            return -1
+
+    return tuple((t.data_ptr(), version(t), t.device.type) for t in
                  list(model.parameters()) + list(model.buffers()))
 
 
