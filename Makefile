@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not notebook"
+	$(PY) -m pytest -q -m "not notebook and not browser"
 
 benchmark: setup
 	$(PY) benchmarks/simulate_speed.py
@@ -50,6 +50,12 @@ train-lite: setup
 finetune-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-finetune --init-from runs/lite/model.pt --out runs/lite-ft --minutes 95 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-ft --previous runs/lite/record.json --operating-range --overwrite
+
+# Third segment: continue from the bundled (second-segment) weights with a lower loss floor, more of the seed's own
+# phantoms and shifts to 16 px (100 minutes on 2 CPU cores), then evaluate and bundle.
+continue-lite: setup
+	$(PY) -m spinnet_lite train --preset lite-continue --init-from spinnet_lite/weights/lite.pt --out runs/lite-cont --minutes 100 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-cont --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -70,10 +70,13 @@ def paths(size: int) -> list[dict]:
     ]
     if onnxruntime_available():
         out.append({"key": "onnxruntime", "label": "ONNX Runtime", "options": {"engine": "onnxruntime", **untiled}})
+        out.append({"key": "default_onnxruntime", "label": "defaults, engine onnxruntime",
+                    "options": {"engine": "onnxruntime"}})
     out += [
-        {"key": "tiled256", "label": "256 px tiles (old default), batched", "options": {"tile": 256}},
+        {"key": "tiled256", "label": "256 px tiles (old default), 16 per batch",
+         "options": {"tile": 256, "batch_size": 16}},
         {"key": "tiled256_b1", "label": "256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
-        {"key": "default", "label": "reconstruct() defaults", "options": {}},
+        {"key": "default", "label": "reconstruct() defaults (memory plan)", "options": {}},
         {"key": "fast", "label": "fast variant (level 3 + refiners)", "options": {"fast": True}},
         {"key": "level3", "label": "level 3, no refiners", "options": {}, "model": "level3"},
     ]

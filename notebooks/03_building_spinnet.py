@@ -58,6 +58,11 @@
 # >     both by the reference's mean;
 # >   - **the lite preset**: narrower channels, $N = 3$, and the pyramid starts at level 4
 # >     instead of 6 (section 5 shows why the reach is still enough).
+# >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
+# >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
+# >     exposures) is found by correlation and taken out before the network runs; where the
+# >     first pass finds a wide smooth field (99th percentile >= 3 px) a second pass runs on
+# >     the reference warped by the first estimate and adds what it finds (`passes="auto"`).
 
 # %% tags=["parameters"]
 QUICK = False  # True: small images and the tiny network (the tests run this)

@@ -117,6 +117,39 @@ print(f"{len(bundled_history)} epochs, {record['steps']} steps, {record['trainin
       f"{bundled_history[-1]['val_pair_error']:.4f} at the end")
 
 # %% [markdown]
+# The curve shows the last training run only. The bundled weights come from a chain of runs,
+# each started from the weights of the one before (`--init-from`); a run stopped and resumed
+# (`--resume`) has several segments. The record (`spinnet_lite/weights/lite.json`) keeps the
+# earlier runs under `lineage`: every segment, read from it. A segment's `--minutes` is the
+# budget of its run up to that segment's end (a resumed run counts the time it already
+# trained); the training time and the steps are the whole run's.
+
+# %%
+def training_segments(record: dict) -> pd.DataFrame:
+    """One row per training segment of the bundled weights: the earlier runs (``lineage``), then the last."""
+    rows = []
+    for run_number, run in enumerate([*record.get("lineage", []), record], start=1):
+        segments = run.get("segments") or [{"command": run.get("command")}]
+        for segment_number, segment in enumerate(segments, start=1):
+            first = segment_number == 1
+            rows.append({"run": run_number, "segment": segment_number,
+                         "command": (segment.get("command") or "(not recorded)").replace("python -m spinnet_lite ", ""),
+                         "--minutes": (segment.get("train_config") or {}).get("minutes", ""),
+                         "run's training time [min]": round(run["training_time_s"] / 60, 1)
+                         if first and run.get("training_time_s") is not None else "",
+                         "run's steps": run.get("steps", "") if first else ""})
+    return pd.DataFrame(rows)
+
+
+segments_table = training_segments(record)
+total_s = record.get("total_training_time_s", record["training_time_s"])
+lesson.record(bundled_segments=len(segments_table), bundled_total_training_time_s=total_s)
+with pd.option_context("display.max_colwidth", None):
+    display(segments_table.set_index(["run", "segment"]))
+print(f"{segments_table['run'].nunique()} runs, {len(segments_table)} segments; total training time "
+      f"{total_s / 60:.0f} min ({total_s / 3600:.1f} h) on {record.get('threads', '?')} CPU threads")
+
+# %% [markdown]
 # > **Think!** An untrained network predicts about $d = 0$, $T = 1$, and Eq. 4 then scores
 # > about 2 (notebook 03). Where on the curve above does the network stop being "untrained"?
 # > And why could the *training* loss sit above the validation loss for a while?

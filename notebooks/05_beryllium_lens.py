@@ -37,9 +37,9 @@
 # **Prerequisites:** notebook 01 (Eq. 1, displacement ↔ phase gradient), notebook 00 or 04
 # (the bundled network); numpy and xarray basics.
 #
-# **Run time** (measured on a busy 2-core CPU): about 1-2 minutes in the default mode, under
-# a minute with `QUICK = True`. Peak memory about 1.3 GB in the default mode (Binder gives
-# 2 GB); the seed's full 2112 × 2112 frame (`LARGE_SIZE = 2112`) needs more and is optional.
+# **Run time** on a 2-core CPU: several minutes in the default mode, most of it XST on the
+# seed's full 2112 × 2112 frame (section 5); under a minute with `QUICK = True`. The peak
+# memory stays under Binder's 2 GB; the last cell prints this run's time and peak.
 
 # %% [markdown]
 # <div style="border: 1px solid #888; border-radius: 6px; padding: 0.6em 1em; background: #f6f6f6">
@@ -60,17 +60,20 @@
 # * **XST** — the project's vectorised zero-normalised cross-correlation tracker
 #   (`spinnet_lite.xst`), not the seed's implementation.
 # * **Analysis region** — the seed fits inside the central 800 µm circle of its 2112 × 2112
-#   frame. The default frames here are smaller: section 2 fits inside the lens aperture and
-#   section 5 uses the 800 µm circle where it fits (`LARGE_SIZE = 2112`), else the largest
-#   circle inside the aperture.
+#   frame. Section 5 does the same on a simulated 2112 × 2112 frame (`LARGE_SIZE`; a smaller
+#   frame shrinks the circle to fit inside the lens aperture); section 2 fits inside the
+#   aperture of a smaller frame.
 # </div>
 
 # %% tags=["parameters"]
 QUICK = False  # True: small images (the tests run this)
 SIZE = 512  # lens image size of sections 1-3, px
 PHOTONS = 20000  # Poisson noise: photons per pixel of unit intensity
-LARGE_SIZE = 1024  # frame of sections 4-5, px; 2112 is the seed's full frame (needs more than Binder's 2 GB)
-LARGE_OVERSAMPLE = 1  # sub-pixels per pixel of the large frame's wave simulation (None: the simulator's default, ~2x the memory)
+LARGE_SIZE = 2112  # frame of sections 4-5, px: the seed's full frame
+LARGE_FORWARD = "wave"  # forward model of the large frame: "wave" (full Fresnel propagation) or "eq1"
+LARGE_OVERSAMPLE = None  # sub-pixels per pixel of the large frame's wave simulation (None: the simulator's default)
+PITCH = 4  # mask cell of the large frame, px
+XST_SEARCH = 10  # XST's largest shift on the large frame, px (the lens moves the speckle by up to ~8 px)
 TILE = 256  # tile side for SPINNet on large images
 CIRCLE_UM = 800.0  # diameter of the seed's analysis circle, um
 SEED = 0
@@ -82,6 +85,8 @@ if QUICK:  # every code path still runs, on less data
 
 # %%
 # %matplotlib inline
+import contextlib
+import ctypes
 import math
 import sys
 import time
@@ -96,11 +101,25 @@ from IPython.display import display
 from scipy import ndimage
 
 from spinnet_lite import Geometry, load_pretrained, nbtools, plots, reconstruct, simulate_pair
-from spinnet_lite.metrics import residual_after_paraboloid
+from spinnet_lite.metrics import circle_mask, lens_residuals, residual_after_paraboloid
 from spinnet_lite.phantoms import BE_DELTA_14KEV
 from spinnet_lite.tiling import tile_starts
 
 lesson = nbtools.Lesson(OUTPUT_DIR, quick=QUICK, size=SIZE, photons=PHOTONS, seed=SEED)
+
+
+def return_freed_memory():
+    """Blocks of 1 MB or more straight from the system, and back to it as soon as they are freed.
+
+    Linux's C library (glibc) otherwise keeps freed blocks of up to 32 MB for reuse: with the many
+    18-36 MB temporaries of a 2112 px frame that holds hundreds of MB (Binder gives 2 GB).
+    Elsewhere this does nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)  # -3: M_MMAP_THRESHOLD
+
+
+return_freed_memory()
 model = load_pretrained()
 lesson.record(model_config=model.config.name)
 print(f"SPINNet config {model.config.name!r}, {model.num_parameters():,} parameters")
@@ -296,6 +315,7 @@ lesson.record(cli_returncode=done.returncode, cli_phase_max_diff_rad=cli_diff, c
               kernel_rss_during_cli_mb=kernel_rss)
 print(f"variables {list(from_cli.data_vars)}; max |phase(CLI) - phase(Python)| = {cli_diff:.1e} rad "
       f"(float32 files); {cli_time:.1f} s including Python's start-up")
+del from_cli, results, rows, truth_maps, method_maps, residuals  # done with: memory for the large frame
 
 # %% [markdown]
 # ## 4 · Large frames in bounded memory
@@ -307,17 +327,24 @@ print(f"variables {list(from_cli.data_vars)}; max |phase(CLI) - phase(Python)| =
 # image, so it has no seams; the least-squares integrator (`integration="ls"`) needs a quarter
 # of Frankot–Chellappa's memory on large frames.
 #
-# The frame here is `LARGE_SIZE` px. Its wave simulation is the memory-hungry part: with
-# `LARGE_OVERSAMPLE = 1` the mask is simulated on the detector grid (notebook 01 shows what
-# the finer grid changes) so that it fits Binder's 2 GB. We measure the wall time and the
-# memory (`nbtools.measure`), and show the truth beside the reconstruction and its error, on
-# the truth's scale.
+# The frame here is `LARGE_SIZE` px, the seed's 2112 × 2112, simulated with the wave model
+# (`forward="wave"`: the wave through the mask and the lens, propagated in their order along
+# the beam, on a grid finer than the pixel). That grid is the memory-hungry part: at 2112 px
+# it is about 4600 × 4600 sub-pixels, so the simulator keeps a single complex64 copy of the
+# wave, propagates it in place and makes the mask, the lens and the detector image a band of
+# rows at a time. We measure the wall time and the memory (`nbtools.measure`; the kernel's
+# peak counts everything since the kernel started), and show the truth beside the
+# reconstruction and its error, on the truth's scale.
 
 # %%
 large_kw = {} if LARGE_OVERSAMPLE is None else {"oversample": LARGE_OVERSAMPLE}
 with nbtools.measure("simulate the large frame") as m_sim:
-    big = simulate_pair(size=LARGE_SIZE, phantom="lens", geometry=geom, photons=PHOTONS, seed=SEED + 1, **large_kw)
+    big = simulate_pair(size=LARGE_SIZE, pitch=PITCH, phantom="lens", geometry=geom, photons=PHOTONS, seed=SEED + 1,
+                        forward=LARGE_FORWARD, **large_kw)
 print(m_sim)
+lesson.record(large_simulation={"size": LARGE_SIZE, "forward": LARGE_FORWARD, "pitch_px": PITCH,
+                                "time_s": m_sim.seconds, "python_peak_mb": m_sim.python_peak_mb,
+                                "peak_rss_mb": m_sim.rss_peak_mb})
 with nbtools.measure(f"SPINNet in {TILE} px tiles") as m_rec:
     big_result = reconstruct(big.reference, big.sample, method="spinnet", model=model, geometry=geom, tile=TILE,
                              integration="ls")
@@ -350,45 +377,59 @@ by_d = pd.DataFrame([{"|d| from [px]": edges[i], "to [px]": edges[i + 1], "pixel
                      for i in range(len(edges) - 1) if (which == i).sum() > 50])
 lesson.record(large_error_by_displacement=by_d.to_dict(orient="list"))
 display(by_d.round(3))
+del big_d, big_err, which  # free the large frame's maps as soon as they are done with
 
 # %% [markdown]
 # ## 5 · The seed's analysis: inside the central circle, both methods
 #
 # The seed reports, for its 2112 × 2112 frame, the residual after the best paraboloid inside
 # the central 800 µm circle for SPINNet and for XST, and the rms of their difference. The same
-# analysis on the large frame of section 4 (with `LARGE_SIZE = 2112` it is the seed's; on a
-# smaller frame the circle shrinks to fit inside the lens aperture):
+# analysis on the frame of section 4 (on a frame smaller than the seed's the circle shrinks to
+# fit inside the lens aperture). XST searches up to `XST_SEARCH` px, beyond the lens's largest
+# displacement, and runs in bands of rows, so its memory stays a few full-size arrays.
+# `metrics.lens_residuals` fits the paraboloid inside the circle (`metrics.circle_mask`) for
+# each phase and for the difference of two.
 
 # %%
-h, w = big.phase.shape
-yy, xx = np.mgrid[0:h, 0:w]
-r_um = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) * p_um
-aperture_um = float(r_um[big.support.values > 0].max())
+spinnet_phase = big_result.phase.values  # keep SPINNet's phase, free the rest before XST's search
+big = big.drop_vars(["dx", "dy", "transmission"])
+del big_result
+with nbtools.measure(f"XST on the large frame (search {XST_SEARCH} px)") as m_xst:
+    xst_phase = reconstruct(big.reference, big.sample, method="xst", geometry=geom, search=XST_SEARCH,
+                            integration="ls").phase.values
+print(m_xst)
+aperture_um = float(np.sqrt(big.support.values.sum() / math.pi)) * p_um  # radius of the lens aperture
 circle_d_um = min(CIRCLE_UM, 1.8 * aperture_um)
-circle = r_um <= circle_d_um / 2
-with nbtools.measure("XST on the large frame") as m_xst:
-    big_xst = reconstruct(big.reference, big.sample, method="xst", geometry=geom, integration="ls")
-circle_res = {name: residual_after_paraboloid(ds.phase, circle) for name, ds in
-              (("truth", big), ("SPINNet", big_result), ("XST", big_xst))}
-difference = circle_res["SPINNet"][0] - circle_res["XST"][0]
-diff_rms = float(np.sqrt(np.nanmean(difference[circle] ** 2)))
+# the circle's square, cut out with the frame's centre kept at its centre (the fit does not change, it is smaller)
+cut = max(0, int((LARGE_SIZE - 1) / 2 - circle_d_um / 2 / p_um) - 2)
+inner = (slice(cut, LARGE_SIZE - cut), slice(cut, LARGE_SIZE - cut))
+phases = {"truth": big.phase.values[inner], "SPINNet": spinnet_phase[inner], "XST": xst_phase[inner]}
+seed_figures = lens_residuals(phases, geom, diameter_um=circle_d_um)
+circle = circle_mask(phases["truth"].shape, geom, circle_d_um)
+residual_maps = {name: residual_after_paraboloid(phase, circle)[0] for name, phase in phases.items()}
+residual_maps["SPINNet - XST"] = residual_after_paraboloid(phases["SPINNet"] - phases["XST"], circle)[0]
+diff_rms = seed_figures["difference_rms"]["SPINNet-XST"]
 lesson.record(circle={"diameter_um": circle_d_um, "seed_diameter_um": CIRCLE_UM, "frame_px": LARGE_SIZE,
-                      "residual_rms_rad": {n: r[1] for n, r in circle_res.items()}, "difference_rms_rad": diff_rms,
-                      "xst_time_s": m_xst.seconds})
-print(f"circle of {circle_d_um:.0f} um diameter ({'the seed' if circle_d_um == CIRCLE_UM else 'shrunk to fit'}) "
-      f"in a {LARGE_SIZE} px frame; XST took {m_xst.seconds:.1f} s")
-for name, (_, rms) in circle_res.items():
-    print(f"  residual after the paraboloid, {name:8s}: {rms:.3f} rad")
-print(f"  rms of the difference SPINNet - XST (each after its paraboloid): {diff_rms:.3f} rad")
+                      "pixels": seed_figures["pixels"], "residual_rms_rad": seed_figures["residual_rms"],
+                      "difference_rms_rad": diff_rms, "xst_search_px": XST_SEARCH, "xst_time_s": m_xst.seconds,
+                      "xst_peak_rss_mb": m_xst.rss_peak_mb})
+print(f"circle of {circle_d_um:.0f} um diameter ({'as in the seed' if circle_d_um == CIRCLE_UM else 'shrunk to fit'}, "
+      f"{seed_figures['pixels']:,} pixels) in the {LARGE_SIZE} x {LARGE_SIZE} px frame")
+for name, rms in seed_figures["residual_rms"].items():
+    print(f"  residual after the paraboloid, {name:8s}: {rms:.4f} rad ({rms / (2 * math.pi):.5f} waves)")
+print(f"  rms of the difference SPINNet - XST (after its own paraboloid): {diff_rms:.4f} rad")
 
 # %%
-fig = plots.compare_maps(None, {f"{n}: rms {circle_res[n][1]:.3f} rad": {"residual": circle_res[n][0]}
-                                for n in ("SPINNet", "XST")} | {f"SPINNet - XST: rms {diff_rms:.3f} rad":
-                                                                 {"residual": difference}},
-                         [("residual", "residual after the paraboloid [rad]", "RdBu_r")], pixel_size_um=p_um,
-                         percentile=99.5, panel_size=3.6, circle=((h - 1) / 2, (w - 1) / 2, circle_d_um / 2 / p_um))
-fig.suptitle(f"inside the central {circle_d_um:.0f} µm circle of the {LARGE_SIZE} px frame")
+lim = plots.shared_limits(list(residual_maps.values()), symmetric=True, percentile=99.5, mask=circle)
+fig, axes = plt.subplots(1, len(residual_maps), figsize=(4.2 * len(residual_maps), 4.4), layout="constrained")
+for ax, (name, residual) in zip(axes, residual_maps.items()):
+    rms = diff_rms if name == "SPINNet - XST" else seed_figures["residual_rms"][name]
+    im = plots.show_map(ax, residual, "RdBu_r", *lim, title=f"{name}: rms {rms:.4f} rad", pixel_size_um=p_um,
+                        circle=((circle.shape[0] - 1) / 2, (circle.shape[1] - 1) / 2, circle_d_um / 2 / p_um))
+fig.colorbar(im, ax=axes, shrink=0.8, label="residual after the best paraboloid [rad]")
+fig.suptitle(f"inside the central {circle_d_um:.0f} µm circle of the {LARGE_SIZE} px lens frame (one colour scale)")
 lesson.savefig(fig, "lens_circle.png")
+del big, spinnet_phase, xst_phase, phases, residual_maps  # the large frame is done with
 
 # %% [markdown]
 # ## 6 · Exercises
@@ -476,9 +517,11 @@ print(f"On the {SIZE} px lens at {PHOTONS} photons/px, the residual after the be
 print(f"Displacement rmse inside the aperture: SPINNet {s['displacement_rmse_px']:.3f} px, "
       f"XST {x_['displacement_rmse_px']:.3f} px.")
 print(f"The {LARGE_SIZE} px frame ran in {n_tiles} tiles in {m_rec.seconds:.0f} s at a kernel peak of "
-      f"{m_rec.rss_peak_mb:.0f} MB; its largest displacement is {big_d.max():.1f} px.")
-print(f"Inside the {circle_d_um:.0f} um circle: residual SPINNet {circle_res['SPINNet'][1]:.3f} rad, "
-      f"XST {circle_res['XST'][1]:.3f} rad, their difference {diff_rms:.3f} rad rms.")
+      f"{m_rec.rss_peak_mb:.0f} MB; its largest displacement is {lesson['large']['max_displacement_px']:.1f} px.")
+print(f"Inside the {circle_d_um:.0f} um circle of the {LARGE_SIZE} px frame: residual after the paraboloid "
+      f"SPINNet {seed_figures['residual_rms']['SPINNet']:.4f} rad, XST {seed_figures['residual_rms']['XST']:.4f} rad "
+      f"(truth {seed_figures['residual_rms']['truth']:.4f} rad), their difference {diff_rms:.4f} rad rms; "
+      f"XST took {m_xst.seconds:.0f} s.")
 
 # %% [markdown]
 # * A parabolic lens is a clean test: the truth is a paraboloid, so the residual after the best

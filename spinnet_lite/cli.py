@@ -134,7 +134,8 @@ def cmd_reconstruct(args):
     geometry = _geometry(args)
     options = {}
     if args.method == "xst":
-        wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights))
+        wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights),
+                                          ("--no-prealign", args.no_prealign or None))
                  if value is not None]
         if wrong:
             raise UsageError(f"{', '.join(wrong)} appl{'ies' if len(wrong) == 1 else 'y'} to --method spinnet only")
@@ -151,6 +152,8 @@ def cmd_reconstruct(args):
             raise UsageError(f"--overlap ({overlap}) must be smaller than half the tile ({tile} px)")
         if args.tile is not None or args.overlap is not None:
             options.update(tile=tile, overlap=overlap)
+        if args.no_prealign:
+            options["prealign"] = False
     reference = read_image(args.reference)
     sample = read_image(args.sample)
     model = None
@@ -223,9 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive_int, help="XST: template window (px, odd; default 7)")
     p.add_argument("--search", type=_positive_int, help="XST: search range (+- px; default 6)")
     p.add_argument("--tile", type=_positive_int, help="SPINNet: run images larger than this in overlapping tiles "
-                                                      "(default 256)")
+                                                      "(default: one pass where memory allows, else the "
+                                                      "fewest tiles that fit)")
     p.add_argument("--overlap", type=_non_negative_int,
                    help="SPINNet: pixels shared by neighbouring tiles (default min(32, (tile - 1) // 2))")
+    p.add_argument("--no-prealign", action="store_true",
+                   help="SPINNet: do not take a global offset (mask drift, >= 3 px) out by correlation first")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--integration", choices=("fc", "ls"), default="fc",
                    help="phase integration: fc (Frankot-Chellappa) or ls (least squares; about 5x less memory "
@@ -234,8 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
-    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "full"), default="lite",
-                   help="training preset; lite-finetune: the whole lite network at once from --init-from weights")
+    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "full"), default="lite",
+                   help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
+                        "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
+                        "shifts to 16 px), from --init-from the bundled weights")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")

@@ -71,6 +71,7 @@ class PairSpec:
     phantom_weights: tuple[float, ...] = (0.35, 0.2, 0.15, 0.1, 0.2)  # PHANTOM_KINDS
     max_shift_px: tuple[float, float] = (0.0, 12.0)
     max_strain: float = 0.6
+    natural_fraction: float = 0.0  # share of "random" phantoms kept at the seed's own scale (not rescaled)
     texture_fraction: float = 0.3
     texture: tuple[float, float] = (0.05, 0.5)
 
@@ -79,6 +80,8 @@ class PairSpec:
             raise ValueError(f"PairSpec.size must be a multiple of 8 and >= 64, got {self.size}")
         if self.bank_px < self.size + 2 * WARP_MARGIN:
             raise ValueError(f"PairSpec.bank_px must be >= size + {2 * WARP_MARGIN}, got {self.bank_px}")
+        if not 0.0 <= self.natural_fraction <= 1.0:
+            raise ValueError(f"PairSpec.natural_fraction must be in [0, 1], got {self.natural_fraction}")
         if len(self.phantom_weights) != len(PHANTOM_KINDS) or abs(sum(self.phantom_weights) - 1) > 1e-6:
             raise ValueError(f"PairSpec.phantom_weights must be {len(PHANTOM_KINDS)} weights summing to 1")
 
@@ -228,7 +231,11 @@ def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, n
                  + scale_phase_to_shift(p2, geometry, (1 - share) * max_shift, spec.max_strain / 2))
     else:
         phase, transmission, _ = _phantom(kind, shape, rng)
-        phase = scale_phase_to_shift(phase, geometry, max_shift, spec.max_strain)
+        # the seed's own phantoms at their own scale (displacements mostly at contour edges); the
+        # draw is made only when asked for, so older specs give the same pairs as before
+        natural = kind == "random" and spec.natural_fraction > 0 and rng.random() < spec.natural_fraction
+        if not natural:
+            phase = scale_phase_to_shift(phase, geometry, max_shift, spec.max_strain)
     if rng.random() < spec.texture_fraction:
         transmission = transmission * phantoms.absorbing_texture(shape, rng, rng.uniform(*spec.texture))
     if rng.random() < spec.flat_field_fraction:

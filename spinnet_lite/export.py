@@ -4,13 +4,16 @@ The exported module does what :func:`spinnet_lite.model.predict.predict` does ar
 network, so a beamline program needs no Python package at all:
 
 1. divide the reference and the sample by the reference's mean (per pair);
-2. reflect-pad to a multiple of the network's :attr:`size_multiple` (32);
+2. reflect-pad to a multiple of the network's :attr:`size_multiple` (8 for the lite network);
 3. run the network and stack ``(dx, dy, T)``;
 4. crop back to the input size.
 
 Inputs are ``(B, 1, H, W)`` float32 reference and sample at the size given when exporting
 (the padding is fixed then); the output is ``(B, 3, H, W)``: ``dx``, ``dy`` (px, forward-model
-convention) and the transmission ``T``.
+convention) and the transmission ``T``.  It is one network pass: what
+``reconstruct(..., prealign=False, passes=1)`` gives.  The global offset and the second pass on
+wide fields that ``reconstruct`` adds by default (:mod:`spinnet_lite.align`) are numpy around
+the network and are not part of the export.
 
     from spinnet_lite.export import export_model, load_exported, run_exported
     path = export_model("spinnet_256.pt", fmt="torchscript", size=256)

@@ -77,10 +77,10 @@ def _run_xst(ref, sam, options):
 
 #: Largest tile side (px) of the network's pass by default.  Within it the memory model decides
 #: (:func:`spinnet_lite.tiling.plan_tiles`): one untiled pass whenever it fits
-#: :data:`spinnet_lite.tiling.DEFAULT_MAX_MEMORY` (a 2112 x 2112 frame does), else the fewest,
-#: largest tiles that fit (a 4096 x 4096 frame: four), blended.  The network is fully
-#: convolutional and, from the level-4 lite network on (issue 8), one pass is as accurate as
-#: tiles; ``tile=256`` restores the training-patch tiles.
+#: :data:`spinnet_lite.tiling.DEFAULT_MAX_MEMORY` (up to ~1300 x 1300 px for the lite network),
+#: else the fewest, largest tiles that fit, one at a time, blended (2112 px: four 1072 px tiles,
+#: 4096 px: twelve 1048 x 1392 tiles, 1.6 GB peak).  From the level-4 lite network on (issue 8)
+#: one pass is as accurate as tiles; ``tile=256`` restores the training-patch tiles.
 DEFAULT_TILE = 4096
 
 
@@ -119,14 +119,20 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             tile side, default :data:`DEFAULT_TILE`), ``overlap`` (default 32) and
             ``max_memory`` (bytes per forward pass): the image runs in one pass where that fits,
             else in the fewest overlapping tiles that fit, blended, so a 4096 x 4096 frame
-            reconstructs in under 2 GB.
+            reconstructs in under 2 GB; ``prealign`` (default True: a clear global offset of 3 px
+            or more, such as a mask drift, is found by correlation and taken out before the
+            network runs, :mod:`spinnet_lite.align`); ``passes`` (default ``"auto"``: a
+            second pass on the residual where the first found a wide field: half the image moved by
+            1 px or more).
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:
         positive dx = speckle moved to larger x), ``transmission`` (and ``correlation`` for
         XST), each with ``units`` and ``long_name``. Coordinates: those of DataArray inputs,
         else micrometres with a geometry, else pixels (``units="px"``). ``attrs``: ``method``,
-        ``options``, ``integration``, ``elapsed_s`` and the geometry (``geometry_*``).
+        ``options``, ``integration``, ``elapsed_s``, the geometry (``geometry_*``) and, for
+        ``"spinnet"``, ``global_offset_px`` (the ``(dy, dx)`` taken out first, or ``(0, 0)``)
+        and ``passes`` (network passes made).
 
     Raises:
         ValueError: mismatched shapes, not 2-D, smaller than 64 px, NaN/inf, constant images,
@@ -181,6 +187,10 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
     ds.attrs["method"] = method
     ds.attrs["options"] = repr(dict(sorted(options.items())))
     ds.attrs["integration"] = integration
+    if "offset" in result:
+        ds.attrs["global_offset_px"] = [int(v) for v in result["offset"]]
+    if "passes" in result:
+        ds.attrs["passes"] = int(result["passes"])
     if geometry is not None:
         ds.attrs.update(geometry.to_attrs())
     ds.attrs["elapsed_s"] = float(time.perf_counter() - start)

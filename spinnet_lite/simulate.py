@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from . import phantoms
 from .geometry import Geometry
-from .propagate import fresnel_propagate, fresnel_spread_px
+from .propagate import fresnel_propagate, fresnel_spread_px, propagate_inplace
 
 PHANTOMS = ("random", "lens", "bug", "blobs", "quadratic", "uniform")
 #: Mask parameters of the seed (section 2.3).
@@ -47,6 +47,17 @@ def coded_mask(shape, pitch: float, rng: np.random.Generator) -> np.ndarray:
     0.65 um); the simulator draws the mask on a grid finer than the detector pixel, so that a
     cell edge falls anywhere inside a pixel as it does on a real detector.
     """
+    cells, iy, ix = mask_cells(shape, pitch, rng)
+    return cells[iy[:, None], ix[None, :]]
+
+
+def mask_cells(shape, pitch: float, rng: np.random.Generator):
+    """The cells of :func:`coded_mask` and the cell of every grid row and column.
+
+    Returns ``(cells, iy, ix)``: ``cells`` (float64, 0 or 1) of ``ceil(H / pitch) x
+    ceil(W / pitch)``, and ``coded_mask(...) == cells[iy[:, None], ix[None, :]]``; the same
+    random draws as :func:`coded_mask`, so a band of the mask can be made without the whole.
+    """
     if isinstance(pitch, bool) or not isinstance(pitch, (int, float, np.integer, np.floating)) \
             or not np.isfinite(pitch) or pitch < 1:
         raise ValueError(f"pitch must be a number of grid pixels >= 1, got {pitch!r}")
@@ -58,7 +69,7 @@ def coded_mask(shape, pitch: float, rng: np.random.Generator) -> np.ndarray:
     flat = np.zeros(n, dtype=np.float64)
     flat[: n // 2] = 1.0
     rng.shuffle(flat)
-    return flat.reshape(cells)[iy[:, None], ix[None, :]]
+    return flat.reshape(cells), iy, ix
 
 
 def diffuser_screen(shape, grain: float, rng: np.random.Generator, phase_rms: float = 2.0,
@@ -99,6 +110,24 @@ def generator_field(shape, geometry: Geometry, rng: np.random.Generator, pitch: 
     Fresnel spread (detector pixels) over the mask-to-detector distance, which keeps the
     periodic propagation's wrapped light out of the image.
     """
+    pitch, margin, os_, big = _generator_grid(shape, geometry, pitch, distance_mm, speckle, oversample)
+    dtype = np.complex64 if big[0] * big[1] > 2048**2 else np.complex128
+    if speckle == "mask":
+        # (A0 + t0 (1 - r)) exp(i phi0 r) takes two values: computed for r = 0, 1 and looked up per
+        # sub-pixel (the same numbers as on the whole grid, without its full-size temporaries)
+        cells, iy, ix = mask_cells(big, float(pitch) * os_, rng)
+        r = np.array([0.0, 1.0])
+        values = ((amplitude + gain * (1.0 - r)) * np.exp(1j * mask_phase * r)).astype(dtype)
+        field = values[cells.astype(np.uint8)[iy[:, None], ix[None, :]]]
+    else:
+        if not (np.isfinite(grain_px) and 0.5 <= grain_px <= 64):
+            raise ValueError(f"grain_px must be from 0.5 to 64 pixels, got {grain_px!r}")
+        field = diffuser_screen(big, grain_px * os_, rng, phase_rms=diffuser_phase_rms).astype(dtype, copy=False)
+    return field, os_, margin
+
+
+def _generator_grid(shape, geometry: Geometry, pitch, distance_mm, speckle: str, oversample):
+    """Checks and the fine grid of :func:`generator_field`: ``(pitch, margin, oversample, fine shape)``."""
     if speckle not in SPECKLES:
         raise ValueError(f"unknown speckle generator {speckle!r}; expected one of {', '.join(map(repr, SPECKLES))}")
     pitch = geometry.mask_pitch_px if pitch is None else pitch
@@ -114,14 +143,55 @@ def generator_field(shape, geometry: Geometry, rng: np.random.Generator, pitch: 
                          "or larger pixels")
     os_ = oversampling(shape, margin, oversample)
     big = ((shape[0] + 2 * margin) * os_, (shape[1] + 2 * margin) * os_)
-    if speckle == "mask":
-        r = coded_mask(big, float(pitch) * os_, rng)
-        field = (amplitude + gain * (1.0 - r)) * np.exp(1j * mask_phase * r)
-    else:
-        if not (np.isfinite(grain_px) and 0.5 <= grain_px <= 64):
-            raise ValueError(f"grain_px must be from 0.5 to 64 pixels, got {grain_px!r}")
-        field = diffuser_screen(big, grain_px * os_, rng, phase_rms=diffuser_phase_rms)
-    return field.astype(np.complex64 if big[0] * big[1] > 2048**2 else np.complex128), os_, margin
+    return pitch, margin, os_, big
+
+
+#: Rows of the fine grid handled at a time by the memory-lean wave simulation (:func:`wave_pair`).
+WAVE_BAND_ROWS = 256
+
+
+class _GeneratorRows:
+    """The generator's wave of :func:`generator_field`, as complex64, made a band of rows at a time.
+
+    A coded mask keeps only its cells (a few hundred kB) and makes any band of the fine grid
+    from them; a diffuser is made whole (as :func:`generator_field` does) and kept as complex64.
+    Same random draws, so the same generator as :func:`generator_field`.
+    """
+
+    def __init__(self, shape, geometry: Geometry, rng: np.random.Generator, pitch: float | None = None,
+                 mask_phase: float = MASK_PHASE, amplitude: float = MASK_AMPLITUDE,
+                 gain: float = MASK_TRANSMISSION_GAIN, distance_mm: float | None = None, speckle: str = "mask",
+                 grain_px: float = 3.0, diffuser_phase_rms: float = 2.0, oversample: int | None = None):
+        pitch, self.margin, self.oversample, self.shape = _generator_grid(shape, geometry, pitch, distance_mm,
+                                                                          speckle, oversample)
+        self.field = None
+        if speckle == "mask":
+            self.cells, self.iy, self.ix = mask_cells(self.shape, float(pitch) * self.oversample, rng)
+            self.cells = self.cells.astype(np.uint8)
+            r = np.array([0.0, 1.0])  # the two values of the mask, computed as generator_field does
+            self.values = ((amplitude + gain * (1.0 - r)) * np.exp(1j * mask_phase * r)).astype(np.complex64)
+        else:
+            field, _, _ = generator_field(shape, geometry, rng, pitch, mask_phase, amplitude, gain, distance_mm,
+                                          speckle, grain_px, diffuser_phase_rms, oversample)
+            self.field = np.ascontiguousarray(field, dtype=np.complex64)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows ``r0:r1`` of the fine-grid field, complex64."""
+        if self.field is not None:
+            return self.field[r0:r1]
+        return self.values[self.cells[self.iy[r0:r1, None], self.ix[None, :]]]
+
+    def whole(self, consume: bool = False) -> np.ndarray:
+        """The whole field as a new complex64 array (``consume``: the kept diffuser itself, then dropped)."""
+        if self.field is not None:
+            field = self.field if consume else self.field.copy()
+            if consume:
+                self.field = None
+            return field
+        out = np.empty(self.shape, np.complex64)
+        for r0 in range(0, self.shape[0], WAVE_BAND_ROWS):
+            out[r0:r0 + WAVE_BAND_ROWS] = self.rows(r0, min(r0 + WAVE_BAND_ROWS, self.shape[0]))
+        return out
 
 
 def bin_pixels(intensity, oversample: int) -> np.ndarray:
@@ -189,7 +259,8 @@ def reference_image(shape, geometry: Geometry, rng: np.random.Generator, pitch: 
     field, os_, margin = generator_field(shape, geometry, rng, pitch, mask_phase, amplitude, gain, distance_mm,
                                          speckle, grain_px, diffuser_phase_rms, oversample)
     distance_m = (geometry.mask_detector_mm if distance_mm is None else distance_mm) * 1e-3
-    u = fresnel_propagate(field, distance_m, geometry.wavelength_m, geometry.pixel_size_m / os_, pad=0)
+    u = fresnel_propagate(field, distance_m, geometry.wavelength_m, geometry.pixel_size_m / os_, pad=0, overwrite=True)
+    del field
     if fine:
         return np.abs(u) ** 2, os_, margin
     return detect(u, os_, margin, shape, blur_px)
@@ -205,6 +276,11 @@ def wave_pair(shape, geometry: Geometry, rng: np.random.Generator, phase, transm
     detector.  The sample image then holds what Eq. 1 omits: the edge fringes of the Laplacian
     term and the intensity modulation of strong curvature.
 
+    Memory: one complex64 field on the fine grid at a time (a 2112 px frame, oversampled 2x, is
+    a 4568 x 4568 grid: 167 MB), propagated in place (:func:`~spinnet_lite.propagate.propagate_inplace`);
+    the mask, the sample's transmission and the detected intensity are made a band of rows at a
+    time.  A diffuser is made whole and kept (a second field).
+
     Args:
         shape: ``(H, W)`` detector pixels; ``phase``, ``transmission`` are ``(H, W)``.
         generator: the keywords of :func:`generator_field` (pitch, speckle, grain_px, ...).
@@ -213,22 +289,68 @@ def wave_pair(shape, geometry: Geometry, rng: np.random.Generator, phase, transm
         ``(reference, sample)``, float64 ``(H, W)``.
     """
     d_mm = geometry.mask_detector_mm if distance_mm is None else distance_mm
-    field, os_, margin = generator_field(shape, geometry, rng, distance_mm=d_mm, **generator)
+    gen = _GeneratorRows(shape, geometry, rng, distance_mm=d_mm, **generator)
+    os_, margin = gen.oversample, gen.margin
     pad = ((margin, margin), (margin, margin))
-    fine = dict(zoom=os_, order=1, grid_mode=True, mode="nearest")
-    phase_f = ndimage.zoom(np.pad(np.asarray(phase, np.float64), pad, mode="edge"), **fine)
-    amp_f = np.sqrt(np.clip(ndimage.zoom(np.pad(np.asarray(transmission, np.float64), pad, mode="edge"), **fine), 0, None))
-    sample_t = (amp_f * np.exp(1j * phase_f)).astype(field.dtype)
+    phase_p = np.pad(np.asarray(phase, np.float64), pad, mode="edge")
+    trans_p = np.pad(np.asarray(transmission, np.float64), pad, mode="edge")
     lam, p = geometry.wavelength_m, geometry.pixel_size_m / os_
     d, z = d_mm * 1e-3, geometry.sample_detector_mm * 1e-3
-    reference = fresnel_propagate(field, d, lam, p, pad=0)
+    reference = detect_lean(propagate_inplace(gen.whole(), d, lam, p), os_, margin, shape, blur_px)
     if d >= z:  # mask upstream (the seed's order): mask -> (d - z) -> sample -> z -> detector
-        u = fresnel_propagate(field, d - z, lam, p, pad=0) * sample_t
-        sample = fresnel_propagate(u, z, lam, p, pad=0)
+        u = propagate_inplace(gen.whole(consume=True), d - z, lam, p)
+        _multiply_bands(u, lambda r0, r1: _sample_rows(phase_p, trans_p, os_, r0, r1))
+        u = propagate_inplace(u, z, lam, p)
     else:  # sample upstream: sample -> (z - d) -> mask -> d -> detector
-        u = fresnel_propagate(sample_t, z - d, lam, p, pad=0) * field
-        sample = fresnel_propagate(u, d, lam, p, pad=0)
-    return detect(reference, os_, margin, shape, blur_px), detect(sample, os_, margin, shape, blur_px)
+        u = np.empty(gen.shape, np.complex64)
+        for r0 in range(0, u.shape[0], WAVE_BAND_ROWS):
+            r1 = min(r0 + WAVE_BAND_ROWS, u.shape[0])
+            u[r0:r1] = _sample_rows(phase_p, trans_p, os_, r0, r1)
+        u = propagate_inplace(u, z - d, lam, p)
+        _multiply_bands(u, gen.rows)
+        u = propagate_inplace(u, d, lam, p)
+    return reference, detect_lean(u, os_, margin, shape, blur_px)
+
+
+def _multiply_bands(u, rows) -> None:
+    """``u *= rows(r0, r1)`` band by band (in place)."""
+    for r0 in range(0, u.shape[0], WAVE_BAND_ROWS):
+        r1 = min(r0 + WAVE_BAND_ROWS, u.shape[0])
+        u[r0:r1] *= rows(r0, r1)
+
+
+def _sample_rows(phase_p, trans_p, oversample: int, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0:r1`` of the fine grid of ``sqrt(T) exp(i phase)``, from the padded pixel maps.
+
+    The fine grid is the pixel maps zoomed ``oversample`` times (``ndimage.zoom``, linear,
+    ``grid_mode``), computed on the pixel rows the band needs plus one on each side, so the
+    band equals the same rows of the map zoomed whole.
+    """
+    c0, c1 = r0 // oversample, -(-r1 // oversample)
+    a, b = max(c0 - 1, 0), min(c1 + 1, phase_p.shape[0])
+    fine = dict(zoom=oversample, order=1, grid_mode=True, mode="nearest")
+    skip = (c0 - a) * oversample + r0 % oversample
+    sl = slice(skip, skip + (r1 - r0))
+    phase_f = ndimage.zoom(phase_p[a:b], **fine)[sl]
+    amp_f = np.sqrt(np.clip(ndimage.zoom(trans_p[a:b], **fine)[sl], 0, None))
+    return amp_f * np.exp(1j * phase_f)
+
+
+def detect_lean(field, oversample: int, margin: int, shape, blur_px: float = 0.6) -> np.ndarray:
+    """:func:`detect` a band of rows at a time: no full-size intensity on the fine grid."""
+    h, w = shape
+    out = np.empty((h, w), np.float64)
+    cols = slice(margin * oversample, (margin + w) * oversample)
+    step = max(1, WAVE_BAND_ROWS // oversample)
+    for i0 in range(0, h, step):
+        i1 = min(i0 + step, h)
+        band = field[(margin + i0) * oversample:(margin + i1) * oversample, cols]
+        intensity = np.square(band.real, dtype=np.float64)
+        intensity += np.square(band.imag, dtype=np.float64)
+        out[i0:i1] = bin_pixels(intensity, oversample)
+    if blur_px:
+        out = ndimage.gaussian_filter(out, blur_px, mode="nearest")
+    return out
 
 
 def rms_visibility(image) -> float:

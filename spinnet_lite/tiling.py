@@ -4,16 +4,16 @@ The network's activations grow with the image area (at the finest level a cost v
 ``(2N + 1)**2`` channels at half resolution, each head's feature maps beside it).
 :func:`inference_bytes` is a memory model of one forward pass: it counts the float32 planes
 alive at the worst moment of the forward pass, for any :class:`SPINNetConfig`, times a factor
-measured on this project's networks (``benchmarks/speed.py --memory`` prints the measurement
-beside the model).  :func:`plan_tiles` uses it: the whole image in one pass when that fits
-``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`), else the fewest, largest tiles that fit,
-and as many tiles per batch as fit.
+measured on this project's networks (``tests/test_fast.py`` checks that it bounds the measured
+peak).  :func:`plan_tiles` uses it: the whole image in one pass when that fits ``max_memory``
+(default :data:`DEFAULT_MAX_MEMORY`), else the fewest, largest tiles that fit; on a GPU as many
+tiles per batch as fit (on the CPU one at a time measured faster).
 
 Tiles overlap by ``overlap`` pixels and are blended with a smooth (raised-cosine) weight that
 falls to almost zero at every tile edge that lies inside the image, where the network only saw
 padding instead of the true neighbourhood.  The weights are normalised by their sum, so the
-blend is a partition of unity and a constant field comes back unchanged.  Full-size buffers
-are float32 (four planes of the image), whatever the tile size.
+blend is a partition of unity and a constant field comes back unchanged.  The full-size buffer
+is the float32 result (three planes of the image), whatever the tile size.
 """
 from __future__ import annotations
 
@@ -33,9 +33,11 @@ from .checks import MIN_SIZE, as_pair
 #: than one pass, which would need ~1.5 GB of activations).  Pass ``max_memory`` for more.
 DEFAULT_MAX_MEMORY = 0.75e9
 
-#: Measured peak / counted planes of :func:`inference_bytes`: oneDNN's reordered copies of a
-#: convolution's input and output, allocator slack and the normalisation's temporaries.
-#: Measured with ``benchmarks/speed.py --memory`` (lite network, 512-1536 px, torch engine).
+#: Factor on the planes counted by :func:`inference_bytes` for what they leave out: oneDNN's
+#: reordered copies and scratch, allocator slack, the normalisation's temporaries.  Measured
+#: peak growth of a first pass in a fresh process, lite network (first level 4), "torch"
+#: engine: 0.84-1.0 of the model at 512-1536 px (fixed costs make it up to ~1.1 at 768 px);
+#: "onnxruntime" ~0.8 and "torchscript" ~0.5 on a second call at 1024 px.
 MEMORY_OVERHEAD = 1.5
 
 
@@ -163,6 +165,23 @@ def blend_weight(shape, start: tuple[int, int], tile_shape: tuple[int, int], ove
     return wy[:, None] * wx[None, :]
 
 
+def _on_gpu(model, device) -> bool:
+    """Whether the pass runs on a GPU.  Only there do batched tiles pay: on the CPU one tile at a
+    time was measured faster (2112 px frame, 1072 px tiles: 3.1 s one by one, 3.8 s four at
+    once; 256 px tiles: 4.1 s vs 4.7 s), as each pass's working set stays smaller."""
+    if device is None:
+        try:
+            device = next(model.parameters()).device
+        except (AttributeError, StopIteration, TypeError):
+            return False
+    try:
+        import torch
+
+        return torch.device(device).type != "cpu"
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -180,7 +199,7 @@ def _tile_shape(tile, height: int, width: int) -> tuple[int, int] | None:
 
 def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_size: int | None = None,
                   device=None, engine: str = "auto", fast: bool = False,
-                  max_memory: float | None = None) -> dict[str, np.ndarray]:
+                  max_memory: float | None = None, prealign: bool = True, passes="auto") -> dict[str, np.ndarray]:
     """:func:`spinnet_lite.model.predict.predict`, in one pass where it fits, in blended tiles where not.
 
     Args:
@@ -193,15 +212,26 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             largest tiles that satisfy both.
         overlap: pixels shared by neighbouring tiles (>= 0, < tile / 2); the blending ramps
             are this wide.  32 px is a good default.
-        batch_size: tiles per forward pass (None: as many as fit ``max_memory``).
+        batch_size: tiles per forward pass (None: one on the CPU, where that measured fastest;
+            on a GPU as many as fit ``max_memory``).
         device: torch device (default: where the model is).
         engine: inference engine, see :func:`spinnet_lite.model.fast.prepare`.
         fast: run the fast variant (output at level 3, then the refiners).
         max_memory: bytes one forward pass may use (default :data:`DEFAULT_MAX_MEMORY`).
+        prealign: first find a global whole-pixel offset between the images by correlation
+            (:func:`spinnet_lite.align.global_offset`; applied only when it is clear and at
+            least 3 px), move the reference by it and add it back to ``dx``, ``dy``: a drift of
+            the mask between the exposures then costs nothing.  False: the network alone.
+        passes: network passes, 1-4, or ``"auto"`` (default): a second pass, on the reference
+            warped by the smoothed first estimate, only where the first pass found a wide field
+            (half the image moved by 1 px or more, :mod:`spinnet_lite.align`); each pass after the first
+            costs one more network pass and a cubic warp of the reference.
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
-        :func:`~spinnet_lite.model.predict.predict` returns for one pair.
+        :func:`~spinnet_lite.model.predict.predict` returns for one pair, and ``"offset"``:
+        the global ``(dy, dx)`` found (``(0, 0)`` when none was applied), and ``"passes"``: the
+        number of network passes made.
 
     Raises:
         ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), a tile smaller than
@@ -209,13 +239,49 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
     """
     ref, sam = as_pair(reference, sample)
     return _predict_checked(model, ref, sam, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-                            engine=engine, fast=fast, max_memory=max_memory)
+                            engine=engine, fast=fast, max_memory=max_memory, prealign=prealign, passes=passes)
 
 
-def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap: int = 32,
+MAX_PASSES = 4
+
+
+def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = True, passes="auto",
+                     **options) -> dict:
+    """:func:`predict_tiled` on a pair already checked by :func:`spinnet_lite.checks.as_pair`."""
+    from .align import AUTO_MIN_MEDIAN, field_extent, global_offset, shift_image, smooth_field, warp_reference
+
+    if not isinstance(prealign, (bool, np.bool_)):
+        raise ValueError(f"predict_tiled: prealign must be True or False, got {prealign!r}")
+    if not (passes == "auto" if isinstance(passes, str) else _is_int(passes) and 1 <= passes <= MAX_PASSES):
+        raise ValueError(f"predict_tiled: passes must be 'auto' or an integer from 1 to {MAX_PASSES}, got {passes!r}")
+    offset = global_offset(ref, sam) if prealign else (0, 0)
+    first_ref = shift_image(ref, offset) if offset != (0, 0) else ref  # the network sees the residual field
+    out = _predict_network(model, first_ref, sam, **options)
+    del first_ref
+    if offset != (0, 0):
+        out["dx"] = out["dx"] + np.float32(offset[1])
+        out["dy"] = out["dy"] + np.float32(offset[0])
+    if passes == "auto":
+        passes = 2 if field_extent(out["dx"], out["dy"], offset) >= AUTO_MIN_MEDIAN else 1
+    for _ in range(int(passes) - 1):
+        # the reference moved by the (lightly smoothed) estimate; the network finds what is left
+        sdx, sdy = smooth_field(out["dx"]), smooth_field(out["dy"])
+        del out  # large frames: only the smoothed estimate stays while the next pass runs
+        warped = warp_reference(ref, sdx, sdy)
+        out = _predict_network(model, warped, sam, **options)
+        del warped
+        out["dx"] += sdx
+        out["dy"] += sdy
+        del sdx, sdy
+    out["offset"] = tuple(int(v) for v in offset)
+    out["passes"] = int(passes)
+    return out
+
+
+def _predict_network(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap: int = 32,
                      batch_size: int | None = None, device=None, engine: str = "auto", fast: bool = False,
                      max_memory: float | None = None) -> dict[str, np.ndarray]:
-    """:func:`predict_tiled` on a pair already checked by :func:`spinnet_lite.checks.as_pair`."""
+    """The network's pass (one, or blended tiles) on a checked pair."""
     from .model.predict import predict
 
     height, width = ref.shape
@@ -232,7 +298,8 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap
     plan = plan_tiles(model, height, width, max_memory, int(overlap), fast=bool(fast), max_tile=cap)
     th, tw = plan["tile"]
     overlap = min(int(overlap), (min(th, tw) - 1) // 2)
-    batch_size = plan["batch_size"] if batch_size is None else int(batch_size)
+    if batch_size is None:
+        batch_size = plan["batch_size"] if _on_gpu(model, device) else 1
     extra = {}  # only what differs from predict()'s defaults (stand-ins for predict take the old keywords)
     if engine != "auto":
         extra["engine"] = engine

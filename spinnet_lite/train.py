@@ -94,6 +94,14 @@ PRESETS = {
                           # Eq. 4 divides by |d_gt|^2: with 0-12 px fields a 10 px pair would weigh
                           # 1/1000 of a still one; a floor of 1 px^2 (mean square) keeps large shifts in play
                           loss_eps=1.0),
+    # The second fine-tuning segment (from the bundled fine-tuned weights): a lower loss floor
+    # (0.1 px^2), half of the seed's random phantoms at their own scale (the held-out set's kind),
+    # and shifts to 16 px so that 12 px lies inside the trained range.
+    "lite-continue": dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, val_pairs=24, stage_epochs=(0, 0, 600),
+                          stage_share=(0.0, 0.0, 1.0), halve_every=75, lr=1.5e-4, stage_lr_scale=(1.0, 1.0, 1.0),
+                          start_stage=3, freeze_bn=True, threads=2, loss_eps=0.1, seed=1,
+                          spec=PairSpec(phantom_weights=(0.45, 0.15, 0.13, 0.12, 0.15), max_shift_px=(0.0, 16.0),
+                                        natural_fraction=0.5)),
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
 }
@@ -301,20 +309,6 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     model = SPINNet(get_config(cfg.preset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     stage, epoch, step, history, elapsed0 = int(cfg.start_stage), 0, 0, [], 0.0
-    train_bank, val_bank = _banks(cfg, out_dir, progress)
-    init_note = None
-    if cfg.init_from and not resume:
-        init_note = transfer_weights(model, cfg.init_from)
-        init_note = {"from": str(cfg.init_from), "copied": init_note["copied"], "skipped": init_note["skipped"]}
-        print(f"initialised from {cfg.init_from}: {init_note['copied']} tensors copied, "
-              f"{len(init_note['skipped'])} left as initialised", flush=True)
-        if cfg.freeze_bn:
-            last, refine = STAGES[stage]
-            calib = SimulatedPairs(32, base=cfg.seed * 10_000_000 + 999 * cfg.epoch_pairs, spec=cfg.spec, bank=train_bank)
-            items = [calib[i] for i in range(len(calib))]
-            batches = [{k: torch.stack([p[k] for p in items[i:i + 4]]).to(device) for k in items[0]}
-                       for i in range(0, len(items), 4)]
-            recalibrate_batchnorm(model, batches, last, refine)
     segments = []  # one entry per invocation: a run resumed with other settings keeps them all
     if resume:
         state = read_checkpoint(ckpt_path, map_location=device)  # weights_only=True, checksums, finite weights
@@ -335,6 +329,21 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                                               "from_epoch": 0}]
         for row in history:
             row.setdefault("patch", earlier["patch"])
+    # the banks after the checkpoint checks: a run that cannot resume says so before minutes of simulation
+    train_bank, val_bank = _banks(cfg, out_dir, progress)
+    init_note = None
+    if cfg.init_from and not resume:
+        init_note = transfer_weights(model, cfg.init_from)
+        init_note = {"from": str(cfg.init_from), "copied": init_note["copied"], "skipped": init_note["skipped"]}
+        print(f"initialised from {cfg.init_from}: {init_note['copied']} tensors copied, "
+              f"{len(init_note['skipped'])} left as initialised", flush=True)
+        if cfg.freeze_bn:
+            last, refine = STAGES[stage]
+            calib = SimulatedPairs(32, base=cfg.seed * 10_000_000 + 999 * cfg.epoch_pairs, spec=cfg.spec, bank=train_bank)
+            items = [calib[i] for i in range(len(calib))]
+            batches = [{k: torch.stack([p[k] for p in items[i:i + 4]]).to(device) for k in items[0]}
+                       for i in range(0, len(items), 4)]
+            recalibrate_batchnorm(model, batches, last, refine)
     segments.append({"command": command or "spinnet_lite.train.train(...)", "train_config": cfg.to_dict(),
                      "from_stage": stage, "from_epoch": epoch, "init": init_note})
     val_pairs = _validation(cfg, val_bank)

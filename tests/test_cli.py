@@ -169,6 +169,8 @@ class TestBadInputTable:
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--tile", "64"],
              "--tile applies to --method spinnet only"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--window", "5"], "--window applies to --method xst"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--no-prealign"],
+             "--no-prealign applies to --method spinnet only"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--tile", "64", "--overlap", "32"],
              "--overlap (32) must be smaller than half the tile"),
         ]

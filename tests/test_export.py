@@ -41,7 +41,9 @@ def pair():
 
 @pytest.fixture(scope="module")
 def expected(model, pair):
-    return reconstruct(pair.reference, pair.sample, method="spinnet", model=model)
+    # the exported model is the network's pass; reconstruct's global offset and residual passes
+    # (spinnet_lite.align) are numpy around it, so compare with one plain pass
+    return reconstruct(pair.reference, pair.sample, method="spinnet", model=model, prealign=False, passes=1)
 
 
 @pytest.fixture(scope="module")

@@ -203,6 +203,18 @@ class TestEngines:
         predict(model, *speckle_pair((64, 64)))
         assert model.training
 
+    def test_compiled_shapes_are_bounded(self, monkeypatch):
+        monkeypatch.setattr(fast, "MAX_COMPILED_SHAPES", 2)
+        model = randomised(CONFIGS["tiny"], seed=5)
+        runner = fast.InferenceModel(model, "torchscript")
+        plain = fast.prepare(model, engine="plain")
+        for size in (64, 96, 128, 64):
+            x = torch.rand(1, 1, size, size) + 0.5
+            with torch.inference_mode():
+                assert float((runner(x, x * 0.9) - plain(x, x * 0.9)).abs().max()) < TOL_PX
+            assert len(runner._compiled) <= 2
+        assert list(runner._compiled) == [(1, 1, 128, 128), (1, 1, 64, 64)]
+
     def test_unknown_engine(self):
         with pytest.raises(ValueError, match="unknown inference engine 'tensorrt'"):
             predict(randomised(CONFIGS["tiny"]), *speckle_pair((64, 64)), engine="tensorrt")
@@ -356,7 +368,7 @@ class TestTiledPaths:
         model = randomised(CONFIGS["lite"])
         ref, sam = speckle_pair((200, 260))
         one = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=1)
-        batched = predict_tiled(model, ref, sam, tile=128, overlap=32)
+        batched = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=4)
         assert max_diff(one, batched) < TOL_PX
 
     def test_reconstruct_default_is_one_pass(self):

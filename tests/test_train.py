@@ -52,6 +52,22 @@ def test_resume_needs_checkpoint(tmp_path):
         train(preset_config("tiny", workers=0), tmp_path / "none", resume=True, progress=False)
 
 
+def test_resume_checks_the_checkpoint_before_simulating(tmp_path, monkeypatch):
+    """A checkpoint that cannot be resumed is refused before the reference banks are built."""
+    import spinnet_lite.train as train_module
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"state_dict": {}}, out / "checkpoint.pt")
+
+    def no_banks(*args, **kwargs):
+        raise AssertionError("the banks were built before the checkpoint was checked")
+
+    monkeypatch.setattr(train_module, "_banks", no_banks)
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(preset_config("tiny", workers=0), out, resume=True, progress=False)
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match="preset"):
         preset_config("huge")
@@ -102,3 +118,28 @@ class TestTrainingDistribution:
         for p in items:
             strain = max(np.abs(np.gradient(p["dx"])).max(), np.abs(np.gradient(p["dy"])).max())
             assert strain <= spec.max_strain + 1e-3  # the speckle never folds
+
+    def test_natural_scale_phantoms(self, pairs):
+        """``natural_fraction`` keeps the seed's random phantoms at their own scale: the same
+        phantom as the rescaled one (displacements proportional), and a spec without it gives
+        exactly the pairs it gave before the option existed."""
+        from dataclasses import replace
+
+        from spinnet_lite.data import bank_arrays, make_pair, reference_bank
+
+        spec, bank, items = pairs
+        arrays = bank_arrays(bank)
+        assert all(np.array_equal(make_pair(i, arrays, replace(spec, natural_fraction=0.0))["dx"], items[i]["dx"])
+                   for i in range(8))
+        natural = replace(spec, natural_fraction=1.0, phantom_weights=(1.0, 0.0, 0.0, 0.0, 0.0))
+        scaled = replace(spec, phantom_weights=(1.0, 0.0, 0.0, 0.0, 0.0))
+        ratios = []
+        for i in range(6):
+            a, b = make_pair(i, arrays, natural), make_pair(i, arrays, scaled)
+            big = np.abs(b["dx"]) > 0.05 * np.abs(b["dx"]).max()
+            ratio = a["dx"][big] / b["dx"][big]
+            assert np.allclose(ratio, ratio[0], rtol=1e-3)  # one phantom, two scales
+            ratios.append(ratio[0])
+        assert max(abs(r - 1) for r in ratios) > 0.05  # and the scale is not the rescaled one
+        with pytest.raises(ValueError, match="natural_fraction"):
+            PairSpec(natural_fraction=1.5)

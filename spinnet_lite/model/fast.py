@@ -140,6 +140,11 @@ def fast_variant(model: SPINNet, refiners: bool = True) -> SPINNet:
 ENGINES = ("auto", "plain", "folded", "torch", "torchscript", "onnxruntime")
 
 
+#: Compiled TorchScript modules / ONNX Runtime sessions kept per :class:`InferenceModel` (one
+#: per input shape, least recently used dropped first).
+MAX_COMPILED_SHAPES = 4
+
+
 class _Outputs(nn.Module):
     """``(reference, sample) -> (B, 3, H, W)``: dx, dy, T stacked (a tensor, for tracing)."""
 
@@ -184,10 +189,13 @@ class InferenceModel:
             raise ValueError("engine 'onnxruntime' needs onnx and onnxruntime: pip install 'spinnet_lite[export]'")
         self.engine, self.fast = engine, bool(fast)
         net = fast_variant(model).eval() if fast and model.config.last_level < 3 else model
+        on_cpu = next(net.parameters()).device.type == "cpu"
         if engine == "plain":
             pass  # the model itself, in the mode the caller chose (predict() sets eval), or a new copy
-        elif engine in ("folded", "onnxruntime"):
-            net = fold_batchnorm(net)  # the reference cost volume: one ONNX node per shift, not per band
+        elif engine in ("folded", "onnxruntime") or not on_cpu:
+            # ONNX: one node per shift rather than per band; GPU: no CPU cache to fit, and every
+            # band would be a kernel launch
+            net = fold_batchnorm(net)
         else:
             net = use_fast_cost_volume(fold_batchnorm(net))
         self.channels_last = bool(channels_last) and engine in ("folded", "torch", "torchscript")
@@ -221,9 +229,12 @@ class InferenceModel:
             with torch.inference_mode():
                 return self.module(reference, sample)
         key = tuple(reference.shape)
-        if key not in self._compiled:
-            self._compiled[key] = self._compile(key)
-        runner = self._compiled[key]
+        runner = self._compiled.pop(key, None)
+        if runner is None:
+            runner = self._compile(key)
+        self._compiled[key] = runner  # most recently used last
+        while len(self._compiled) > MAX_COMPILED_SHAPES:
+            self._compiled.pop(next(iter(self._compiled)))
         if self.engine == "torchscript":
             with torch.inference_mode():
                 return runner(reference, sample)
@@ -317,7 +328,8 @@ def resolve_engine(engine: str = "auto", device=None) -> str:
     return engine
 
 
-def prepare(model: SPINNet, engine: str = "auto", fast: bool = False, channels_last: bool | None = None) -> InferenceModel:
+def prepare(model: SPINNet, engine: str = "auto", fast: bool = False,
+            channels_last: bool | None = None) -> InferenceModel:
     """``model`` prepared for inference (cached: the second call with the same weights is free).
 
     Args:
