@@ -29,7 +29,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PO
 #: A child that runs the command line with every atomic write slowed down: it writes half of
 #: the file, says WRITING, and waits to be killed.
 SLOW_CLI = textwrap.dedent("""
-    import contextlib, sys, time
+    import contextlib, signal, sys, time
+    # Ctrl+C as in a terminal: a test run started in the background (nohup, `cmd &`) hands its
+    # children an ignored SIGINT, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import spinnet_lite.io as sio
     original = sio.atomic_write
 
