@@ -37,9 +37,10 @@
 # **Prerequisites:** notebook 01 (Eq. 1, displacement ↔ phase gradient), notebook 00 or 04
 # (the bundled network); numpy and xarray basics.
 #
-# **Run time** on a 2-core CPU: several minutes in the default mode, most of it XST on the
-# seed's full 2112 × 2112 frame (section 5); under a minute with `QUICK = True`. The peak
-# memory stays under Binder's 2 GB; the last cell prints this run's time and peak.
+# **Run time** on a 2-core CPU: a few minutes in the default mode, most of it on the seed's
+# full 2112 × 2112 frame (sections 4-5); under a minute with `QUICK = True`. The peak memory
+# stays under Binder's 2 GB; sections 4-5 print what each step took and the last cell this
+# run's time and peak.
 
 # %% [markdown]
 # <div style="border: 1px solid #888; border-radius: 6px; padding: 0.6em 1em; background: #f6f6f6">
@@ -85,8 +86,6 @@ if QUICK:  # every code path still runs, on less data
 
 # %%
 # %matplotlib inline
-import contextlib
-import ctypes
 import math
 import sys
 import time
@@ -106,20 +105,6 @@ from spinnet_lite.phantoms import BE_DELTA_14KEV
 from spinnet_lite.tiling import tile_starts
 
 lesson = nbtools.Lesson(OUTPUT_DIR, quick=QUICK, size=SIZE, photons=PHOTONS, seed=SEED)
-
-
-def return_freed_memory():
-    """Blocks of 1 MB or more straight from the system, and back to it as soon as they are freed.
-
-    Linux's C library (glibc) otherwise keeps freed blocks of up to 32 MB for reuse: with the many
-    18-36 MB temporaries of a 2112 px frame that holds hundreds of MB (Binder gives 2 GB).
-    Elsewhere this does nothing.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)  # -3: M_MMAP_THRESHOLD
-
-
-return_freed_memory()
 model = load_pretrained()
 lesson.record(model_config=model.config.name)
 print(f"SPINNet config {model.config.name!r}, {model.num_parameters():,} parameters")
