@@ -43,6 +43,19 @@ def channel_of_shift(sy: int, sx: int, search_range: int) -> int:
     return (sy + search_range) * (2 * search_range + 1) + (sx + search_range)
 
 
+def _checked_range(name: str, f_sample: torch.Tensor, f_ref_warped: torch.Tensor, search_range) -> int:
+    """The search range as an int, after checking both feature maps; errors name ``name``."""
+    if f_sample.dim() != 4 or f_sample.shape != f_ref_warped.shape:
+        raise ValueError(
+            f"{name}: expected two (B, C, H, W) tensors of the same shape, "
+            f"got {tuple(f_sample.shape)} and {tuple(f_ref_warped.shape)}"
+        )
+    n = int(search_range)
+    if n < 0:
+        raise ValueError(f"{name}: search_range must be >= 0, got {search_range}")
+    return n
+
+
 def cost_volume(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, search_range: int) -> torch.Tensor:
     """Correlation of two feature maps over all shifts up to ``search_range`` pixels.
 
@@ -54,14 +67,7 @@ def cost_volume(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, search_range
     Returns:
         ``(B, (2N + 1)**2, H, W)``, channel order as in the module docstring (no activation).
     """
-    if f_sample.dim() != 4 or f_sample.shape != f_ref_warped.shape:
-        raise ValueError(
-            f"cost_volume: expected two (B, C, H, W) tensors of the same shape, "
-            f"got {tuple(f_sample.shape)} and {tuple(f_ref_warped.shape)}"
-        )
-    n = int(search_range)
-    if n < 0:
-        raise ValueError(f"cost_volume: search_range must be >= 0, got {search_range}")
+    n = _checked_range("cost_volume", f_sample, f_ref_warped, search_range)
     height, width = f_sample.shape[-2:]
     padded = F.pad(f_ref_warped, (n, n, n, n))  # zeros outside
     costs = []
@@ -86,14 +92,7 @@ def cost_volume_banded(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, searc
     which changes only float rounding, ~1e-7 relative). Arguments, shapes and channel order as
     :func:`cost_volume`; ``band_elements`` bounds ``B * C * rows * W`` of one band's product.
     """
-    if f_sample.dim() != 4 or f_sample.shape != f_ref_warped.shape:
-        raise ValueError(
-            f"cost_volume_banded: expected two (B, C, H, W) tensors of the same shape, "
-            f"got {tuple(f_sample.shape)} and {tuple(f_ref_warped.shape)}"
-        )
-    n = int(search_range)
-    if n < 0:
-        raise ValueError(f"cost_volume_banded: search_range must be >= 0, got {search_range}")
+    n = _checked_range("cost_volume_banded", f_sample, f_ref_warped, search_range)
     batch, channels, height, width = f_sample.shape
     nhwc = f_sample.is_contiguous(memory_format=torch.channels_last) and not f_sample.is_contiguous()
     if nhwc:  # the products reduce over channels: 2-4x faster planar (measured, 8-16 channels)
