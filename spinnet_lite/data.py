@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from . import phantoms
 from .geometry import Geometry
 from .simulate import (WARP_MARGIN, add_poisson_noise, bin_pixels, displacement_from_phase, flat_field_drift,
-                       reference_image, rms_visibility, scale_phase_to_shift, warp_fine)
+                       make_phantom, reference_image, rms_visibility, scale_phase_to_shift, warp_fine)
 
 EVAL_SEED_BASE = 1_000_000_000
 VALIDATION_SEED_BASE = 900_000_000
@@ -188,15 +188,9 @@ def bank_arrays(ds: xr.Dataset) -> dict:
 
 
 def _phantom(kind: str, shape, rng):
-    if kind == "random":
-        return phantoms.random_phantom(shape, rng)
-    if kind == "blobs":
-        return phantoms.blob_phantom(shape, rng)
-    if kind == "quadratic":
-        return phantoms.quadratic_phantom(shape, rng)
-    if kind == "uniform":
-        return phantoms.uniform_phantom(shape, rng)
-    raise ValueError(f"unknown phantom kind {kind!r}")
+    """A training phantom drawn from ``rng``: :func:`spinnet_lite.simulate.make_phantom` with
+    the training geometry (the rng-driven kinds ignore it)."""
+    return make_phantom(kind, shape, Geometry.training(), rng)
 
 
 def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, np.ndarray]:
