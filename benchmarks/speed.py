@@ -66,6 +66,8 @@ def paths(size: int) -> list[dict]:
          "channels_last": False},
         {"key": "channels_last", "label": "+ channels_last (engine torch)", "options": {"engine": "torch", **untiled},
          "channels_last": True},
+        {"key": "bf16", "label": "+ estimator bodies in bfloat16", "options": {"engine": "bf16", **untiled},
+         "channels_last": True},
         {"key": "torchscript", "label": "TorchScript, frozen", "options": {"engine": "torchscript", **untiled}},
     ]
     if onnxruntime_available():
@@ -76,6 +78,7 @@ def paths(size: int) -> list[dict]:
         {"key": "tiled256", "label": "256 px tiles (old default), 16 per batch",
          "options": {"tile": 256, "batch_size": 16}},
         {"key": "tiled256_b1", "label": "256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
+        {"key": "default_torch", "label": "defaults, engine torch (float32)", "options": {"engine": "torch"}},
         {"key": "default", "label": "reconstruct() defaults (memory plan)", "options": {}},
         {"key": "fast", "label": "fast variant (level 3 + refiners)", "options": {"fast": True}},
         {"key": "level3", "label": "level 3, no refiners", "options": {}, "model": "level3"},

@@ -61,8 +61,13 @@
 # >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
 # >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
 # >     exposures) is found by correlation and taken out before the network runs; where the
-# >     first pass finds a wide smooth field (99th percentile >= 3 px) a second pass runs on
-# >     the reference warped by the first estimate and adds what it finds (`passes="auto"`).
+# >     first pass finds a wide field (half of the image moved by 1 px or more) a second pass
+# >     runs on the reference warped by the first estimate and adds what it finds
+# >     (`passes="auto"`);
+# >   - **bfloat16 on CPUs that have it** (`engine="auto"`, `spinnet_lite/model/fast.py`): the
+# >     estimators' bodies run in bfloat16 where the CPU has native bfloat16 arithmetic
+# >     (AVX512-BF16, AMX), everything that sums displacements in float32; outputs within
+# >     ~0.01 px of float32 (`engine="torch"`), the held-out error unchanged, 1.5-2x faster.
 
 # %% tags=["parameters"]
 QUICK = False  # True: small images and the tiny network (the tests run this)

@@ -85,6 +85,7 @@ import torch
 from IPython.display import display
 
 from spinnet_lite import Geometry, load_pretrained, nbtools, plots
+from spinnet_lite.pretrained import training_segments
 from spinnet_lite.cli import build_parser
 from spinnet_lite.cli import main as spinnet_cli
 from spinnet_lite.data import to_tensors
@@ -125,23 +126,7 @@ print(f"{len(bundled_history)} epochs, {record['steps']} steps, {record['trainin
 # trained); the training time and the steps are the whole run's.
 
 # %%
-def training_segments(record: dict) -> pd.DataFrame:
-    """One row per training segment of the bundled weights: the earlier runs (``lineage``), then the last."""
-    rows = []
-    for run_number, run in enumerate([*record.get("lineage", []), record], start=1):
-        segments = run.get("segments") or [{"command": run.get("command")}]
-        for segment_number, segment in enumerate(segments, start=1):
-            first = segment_number == 1
-            rows.append({"run": run_number, "segment": segment_number,
-                         "command": (segment.get("command") or "(not recorded)").replace("python -m spinnet_lite ", ""),
-                         "--minutes": (segment.get("train_config") or {}).get("minutes", ""),
-                         "run's training time [min]": round(run["training_time_s"] / 60, 1)
-                         if first and run.get("training_time_s") is not None else "",
-                         "run's steps": run.get("steps", "") if first else ""})
-    return pd.DataFrame(rows)
-
-
-segments_table = training_segments(record)
+segments_table = pd.DataFrame(training_segments(record))
 total_s = record.get("total_training_time_s", record["training_time_s"])
 lesson.record(bundled_segments=len(segments_table), bundled_total_training_time_s=total_s)
 with pd.option_context("display.max_colwidth", None):

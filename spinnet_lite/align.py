@@ -64,14 +64,24 @@ SMOOTH_SIGMA = 2.0
 BAND_ROWS = 256
 
 
-def _whiten(image: np.ndarray) -> np.ndarray:
-    """High-passed, locally contrast-normalised image (float32): speckle, not illumination."""
-    image = np.asarray(image, dtype=np.float32)
-    mean = ndimage.gaussian_filter(image, SIGMA, mode="reflect")
-    high = image - mean
-    spread = np.sqrt(ndimage.gaussian_filter(high * high, SIGMA, mode="reflect"))
-    high /= np.maximum(spread, 1e-6 * float(spread.max()) + 1e-30)
-    return high
+def _whiten(*images: np.ndarray) -> list[np.ndarray]:
+    """Each image high-passed and locally contrast-normalised (float32): speckle, not illumination.
+
+    The Gaussian local statistics are those of the network's input normalisation
+    (:func:`spinnet_lite.model.normalize.local_mean`, torch, reflect edges), all images in one
+    batch: ~10x quicker than ``scipy.ndimage.gaussian_filter`` on the same 2 cores.
+    """
+    import torch
+
+    from .model.normalize import local_mean
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) for im in images]))[:, None]
+        high = x - local_mean(x, SIGMA)
+        spread = torch.sqrt(local_mean(high * high, SIGMA).clamp_min(0))
+        floor = 1e-6 * spread.amax(dim=(1, 2, 3), keepdim=True) + 1e-30
+        high = high / torch.maximum(spread, floor)
+        return [h[0].numpy() for h in high]
 
 
 def global_offset(reference, sample, max_size: int = 1024, max_shift: int | None = None) -> tuple[int, int]:
@@ -93,8 +103,7 @@ def global_offset(reference, sample, max_size: int = 1024, max_shift: int | None
     y0, x0 = (ref.shape[0] - h) // 2, (ref.shape[1] - w) // 2
     crop = (slice(y0, y0 + h), slice(x0, x0 + w))
     window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    a = _whiten(ref[crop]) * window
-    b = _whiten(sam[crop]) * window
+    a, b = (im * window for im in _whiten(ref[crop], sam[crop]))
     norm = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
     if not norm > 0:
         return 0, 0

@@ -72,6 +72,8 @@ class PairSpec:
     max_shift_px: tuple[float, float] = (0.0, 12.0)
     max_strain: float = 0.6
     natural_fraction: float = 0.0  # share of "random" phantoms kept at the seed's own scale (not rescaled)
+    small_shift_fraction: float = 0.0  # share of pairs whose largest shift is drawn from small_shifts_px instead
+    small_shifts_px: tuple[float, float] = (0.02, 1.0)  # ... log-uniform: sub-pixel fields and drifts
     texture_fraction: float = 0.3
     texture: tuple[float, float] = (0.05, 0.5)
 
@@ -82,6 +84,11 @@ class PairSpec:
             raise ValueError(f"PairSpec.bank_px must be >= size + {2 * WARP_MARGIN}, got {self.bank_px}")
         if not 0.0 <= self.natural_fraction <= 1.0:
             raise ValueError(f"PairSpec.natural_fraction must be in [0, 1], got {self.natural_fraction}")
+        if not 0.0 <= self.small_shift_fraction <= 1.0:
+            raise ValueError(f"PairSpec.small_shift_fraction must be in [0, 1], got {self.small_shift_fraction}")
+        lo, hi = self.small_shifts_px
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"PairSpec.small_shifts_px must be (low, high) with 0 < low <= high, got {self.small_shifts_px}")
         if len(self.phantom_weights) != len(PHANTOM_KINDS) or abs(sum(self.phantom_weights) - 1) > 1e-6:
             raise ValueError(f"PairSpec.phantom_weights must be {len(PHANTOM_KINDS)} weights summing to 1")
 
@@ -217,6 +224,11 @@ def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, n
     geometry = Geometry.training()
     kind = PHANTOM_KINDS[int(rng.choice(len(PHANTOM_KINDS), p=np.asarray(spec.phantom_weights)))]
     max_shift = float(rng.uniform(*spec.max_shift_px))
+    # sub-pixel fields (a drift of 0.05 px in the air of a real pair): rare in a uniform draw up to
+    # 16 px, so a share of the pairs draws its scale log-uniformly from small_shifts_px; the draw is
+    # made only when asked for, so older specs give the same pairs as before
+    if spec.small_shift_fraction > 0 and rng.random() < spec.small_shift_fraction:
+        max_shift = _log_uniform(rng, *spec.small_shifts_px)
     if kind == "combined":  # a wide smooth field plus detail: a uniform or quadratic part and a random/blob part
         p1, _, _ = _phantom(str(rng.choice(["uniform", "quadratic"])), shape, rng)
         p2, transmission, _ = _phantom(str(rng.choice(["random", "blobs"])), shape, rng)

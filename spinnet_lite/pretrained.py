@@ -45,3 +45,29 @@ def pretrained_record() -> dict:
     if not RECORD.exists():
         raise ValueError(f"{RECORD}: no record of the bundled weights")
     return json.loads(RECORD.read_text())
+
+
+def training_segments(record: dict | None = None) -> list[dict]:
+    """One row per training segment behind the bundled weights, oldest first.
+
+    The record's earlier runs (``lineage``) come first, then the last run; a run resumed over
+    several sessions has several ``segments``.  Each row: ``run`` and ``segment`` (numbered
+    from 1), ``command`` (without ``python -m spinnet_lite``), ``--minutes`` of that segment,
+    and on a run's first segment the run's ``training time [min]`` and ``steps``.
+
+    Args:
+        record: a weights record (default :func:`pretrained_record`).
+    """
+    record = pretrained_record() if record is None else record
+    rows = []
+    for run_number, run in enumerate([*record.get("lineage", []), record], start=1):
+        segments = run.get("segments") or [{"command": run.get("command")}]
+        for segment_number, segment in enumerate(segments, start=1):
+            first = segment_number == 1
+            seconds = run.get("training_time_s")
+            rows.append({"run": run_number, "segment": segment_number,
+                         "command": (segment.get("command") or "(not recorded)").replace("python -m spinnet_lite ", ""),
+                         "--minutes": (segment.get("train_config") or {}).get("minutes", ""),
+                         "run's training time [min]": round(seconds / 60, 1) if first and seconds is not None else "",
+                         "run's steps": run.get("steps", "") if first else ""})
+    return rows

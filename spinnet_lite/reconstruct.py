@@ -114,7 +114,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             :func:`spinnet_lite.xst.xst` (``window``, ``search``, ``subpixel``, ``refine``,
             ``device``); for ``"spinnet"`` those of :func:`spinnet_lite.tiling.predict_tiled`:
             ``engine`` (``"auto"``: BatchNorm folded, fast cost volume, the fastest measured
-            engine; ``"plain"``: the model as trained), ``fast`` (the seed's fast variant, output
+            engine -- ``"bf16"`` on a CPU with native bfloat16, else ``"torch"`` (float32);
+            ``"plain"``: the model as trained), ``fast`` (the seed's fast variant, output
             at level 3: quicker, less accurate), ``batch_size``, ``device``, ``tile`` (largest
             tile side, default :data:`DEFAULT_TILE`), ``overlap`` (default 32) and
             ``max_memory`` (bytes per forward pass): the image runs in one pass where that fits,

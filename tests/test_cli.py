@@ -171,6 +171,9 @@ class TestBadInputTable:
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--window", "5"], "--window applies to --method xst"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--no-prealign"],
              "--no-prealign applies to --method spinnet only"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--engine", "torch"],
+             "--engine applies to --method spinnet only"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--engine", "tensorrt"], "argument --engine"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--tile", "64", "--overlap", "32"],
              "--overlap (32) must be smaller than half the tile"),
         ]
@@ -200,11 +203,31 @@ class TestBadInputTable:
                                "--weights", str(t / name)], match)
         assert not (t / "o.nc").exists()
 
+    def test_engine_option(self, images, capsys):
+        """--engine torch is the float32 network: the result equals reconstruct(engine="torch")."""
+        from spinnet_lite import reconstruct
+
+        t = images
+        assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "e.nc"),
+                     "--engine", "torch"]) == 0
+        expected = reconstruct(np.load(t / "ref.npy"), np.load(t / "sam.npy"), engine="torch")
+        with xr.open_dataset(t / "e.nc") as ds:
+            np.testing.assert_allclose(ds.dx.values, expected.dx.values, atol=1e-5)
+
     def test_tile_64_works(self, images, capsys):
         t = images
         assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "o.nc"), "--tile", "64"]) == 0
         with xr.open_dataset(t / "o.nc") as ds:
             assert np.all(np.isfinite(ds.dx.values))
+
+    def test_every_training_preset_is_offered(self, capsys):
+        from spinnet_lite.train import PRESETS
+
+        from spinnet_lite.cli import build_parser
+
+        train = build_parser()._subparsers._group_actions[0].choices["train"]
+        preset = next(a for a in train._actions if "--preset" in a.option_strings)
+        assert set(preset.choices) == set(PRESETS)
 
     @pytest.mark.parametrize("args, match", [
         (["--device", "bogus"], "--device: unknown device 'bogus'"),

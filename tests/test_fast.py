@@ -1,10 +1,11 @@
 """spinnet_lite.model.fast and the memory model: the fast inference paths equal the plain model.
 
-Every fast path must compute the plain PyTorch model's function: the tests compare outputs to
+Every float32 fast path must compute the plain PyTorch model's function: the tests compare outputs to
 1e-4 px on networks whose BatchNorm statistics and heads are randomised (so a wrong fold, a
 wrong shift order or a wrong level shows), for the configurations of issue 8 (first level 4,
 input normalisation) and the seed's (first level 6, no normalisation).  Times are never
-asserted; memory bounds are.
+asserted; memory bounds are.  The ``"bf16"`` engine (estimator bodies in bfloat16) is not
+exact: its tests bound its distance from float32 and its error against the truth.
 """
 import json
 import subprocess
@@ -179,9 +180,9 @@ class TestEngines:
         model = randomised(CONFIGS["lite"])
         ref, sam = speckle_pair((64, 96))
         stack = np.stack([sam, np.roll(sam, 1, axis=0), sam * 0.8])
-        both = predict(model, ref, stack, batch_size=3)
+        both = predict(model, ref, stack, batch_size=3, engine="torch")  # float32: exact to rounding
         for i in range(3):
-            one = predict(model, ref, stack[i])
+            one = predict(model, ref, stack[i], engine="torch")
             assert max(float(np.abs(both[k][i] - one[k]).max()) for k in one) < TOL_PX
 
     def test_prepared_copy_is_cached_and_follows_the_weights(self):
@@ -189,10 +190,10 @@ class TestEngines:
         a = fast.prepare(model, engine="torch")
         assert fast.prepare(model, engine="torch") is a
         ref, sam = speckle_pair((64, 64))
-        before = predict(model, ref, sam)
+        before = predict(model, ref, sam, engine="torch")
         model.load_state_dict(randomised(CONFIGS["tiny"], seed=4).state_dict())
         assert fast.prepare(model, engine="torch") is not a  # new weights: rebuilt
-        after = predict(model, ref, sam)
+        after = predict(model, ref, sam, engine="torch")
         np.testing.assert_allclose(after["dx"], predict(model, ref, sam, engine="plain")["dx"], atol=TOL_PX)
         assert max_diff(after, before) > 1e-3
 
@@ -226,6 +227,25 @@ class TestEngines:
         with pytest.raises(ValueError, match="pip install"):
             fast.resolve_engine("onnxruntime")
 
+    def test_auto_takes_bf16_only_with_native_bfloat16(self, monkeypatch):
+        monkeypatch.setattr(fast, "native_bfloat16", lambda: True)
+        assert fast.resolve_engine("auto") == "bf16"
+        assert fast.resolve_engine("auto", device="cuda") == "torch"
+        monkeypatch.setattr(fast, "native_bfloat16", lambda: False)
+        assert fast.resolve_engine("auto") == "torch"  # emulated bfloat16 is no faster
+        assert fast.resolve_engine("bf16") == "bf16"  # asked for by name: runs anywhere
+
+    def test_bf16_keeps_the_sums_in_float32(self):
+        runner = fast.prepare(randomised(CONFIGS["lite"]), engine="bf16")
+        net = runner.module.model
+        for est in list(net.phase_nets.values()) + list(net.t_nets.values()) + [net.phase_refiner, net.t_refiner]:
+            assert isinstance(est, fast.BFloat16Estimator)
+            assert {p.dtype for p in est.net.body.parameters()} == {torch.bfloat16}
+            assert {p.dtype for p in est.net.head.parameters()} == {torch.float32}
+        assert {p.dtype for p in net.extractor_ref.parameters()} == {torch.float32}
+        out = runner(*(torch.rand(1, 1, 64, 64) + 0.5 for _ in range(2)))
+        assert out.dtype == torch.float32 and out.shape == (1, 3, 64, 64)
+
     def test_onnxruntime_is_cpu_only(self):
         with pytest.raises(ValueError, match="CPU"):
             fast.resolve_engine("onnxruntime", device="cuda")
@@ -254,10 +274,29 @@ class TestBundledWeights:
         assert max(float(np.abs(plain[k]).max()) for k in ("dx", "dy")) > 0.5
         assert max_diff(predict(model, ref, sam, engine=engine), plain) < TOL_PX
 
+    def test_bf16_close_to_float32_and_as_accurate(self):
+        """bfloat16 bodies: within 0.03 px of float32 on held-out pairs, and no less accurate."""
+        from spinnet_lite.evalset import heldout_specs, simulate_spec
+        from spinnet_lite.pretrained import load_pretrained
+
+        model, border = load_pretrained(), 8
+        errors = {"torch": [], "bf16": []}
+        for spec in heldout_specs(6):
+            pair = simulate_spec(spec)
+            ref, sam = pair["reference"].values, pair["sample"].values
+            truth = np.stack([pair["dx"].values, pair["dy"].values])[:, border:-border, border:-border]
+            out = {e: predict(model, ref, sam, engine=e) for e in errors}
+            inner = {e: {k: v[border:-border, border:-border] for k, v in o.items()} for e, o in out.items()}
+            assert max_diff(inner["bf16"], inner["torch"]) < 0.03  # dx, dy (px) and T
+            for e, o in out.items():
+                d = np.stack([o["dx"], o["dy"]])[:, border:-border, border:-border]
+                errors[e].append(float(np.sqrt(np.mean((d - truth) ** 2))))
+        assert np.median(errors["bf16"]) < np.median(errors["torch"]) + 0.003, errors
+
     def test_fast_variant_equals_plain_fast_variant(self, bundled):
         model, ref, sam = bundled
         plain = predict(model, ref, sam, engine="plain", fast=True)
-        assert max_diff(predict(model, ref, sam, fast=True), plain) < TOL_PX
+        assert max_diff(predict(model, ref, sam, engine="torch", fast=True), plain) < TOL_PX
 
 
 class TestFastVariant:
@@ -367,14 +406,14 @@ class TestTiledPaths:
     def test_batched_tiles_equal_tiles_one_by_one(self):
         model = randomised(CONFIGS["lite"])
         ref, sam = speckle_pair((200, 260))
-        one = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=1)
-        batched = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=4)
+        one = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=1, engine="torch")
+        batched = predict_tiled(model, ref, sam, tile=128, overlap=32, batch_size=4, engine="torch")
         assert max_diff(one, batched) < TOL_PX
 
     def test_reconstruct_default_is_one_pass(self):
         model = randomised(CONFIGS["lite"])
         ref, sam = speckle_pair((192, 320))
-        ds = reconstruct(ref, sam, method="spinnet", model=model)
+        ds = reconstruct(ref, sam, method="spinnet", model=model, engine="torch")
         one = predict(model, ref, sam, engine="plain")
         np.testing.assert_allclose(ds["dx"].values, one["dx"], atol=TOL_PX)
 
@@ -382,6 +421,7 @@ class TestTiledPaths:
         model = randomised(CONFIGS["lite"])
         ref, sam = speckle_pair((128, 128))
         ds = reconstruct(ref, sam, method="spinnet", model=model, engine="plain", fast=True)
-        np.testing.assert_allclose(ds["dx"].values, predict(model, ref, sam, fast=True)["dx"], atol=TOL_PX)
+        np.testing.assert_allclose(ds["dx"].values, predict(model, ref, sam, engine="torch", fast=True)["dx"],
+                                   atol=TOL_PX)
         with pytest.raises(ValueError, match="max_memory"):
             reconstruct(ref, sam, method="spinnet", model=model, max_memory=-1)

@@ -352,6 +352,8 @@ def check_07_evaluation(out: Path) -> None:
     speed = s["speed"]
     assert speed["spinnet_s"] > 0 and speed["xst_s"] > 0
     assert speed["speedup"] == pytest.approx(speed["xst_s"] / speed["spinnet_s"])
+    assert speed["float32_s"] > 0 and speed["engine"] in ("torch", "bf16")
+    assert speed["max_diff_default_vs_float32_px"] < (1e-4 if speed["engine"] == "torch" else 0.05)
     assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
     assert_exercises(s, ["07.1", "07.2", "07.3"])
     names = ["error_histogram.png", "fine_mask.png", "pitch_sweep.png", "operating_range.png", "speed.png"]

@@ -7,7 +7,7 @@ import pytest
 from spinnet_lite import reconstruct
 from spinnet_lite.evalset import heldout_specs, simulate_spec
 from spinnet_lite.metrics import pair_error
-from spinnet_lite.pretrained import HISTORY, RECORD, WEIGHTS, load_pretrained, pretrained_record
+from spinnet_lite.pretrained import HISTORY, RECORD, WEIGHTS, load_pretrained, pretrained_record, training_segments
 from spinnet_lite.train import HISTORY_FIELDS, read_history
 
 
@@ -28,6 +28,21 @@ def test_record_says_how_it_was_made():
     assert {"xst", "spinnet", "comparison"} <= set(summary)
     rows = read_history(HISTORY)
     assert tuple(rows[0]) == HISTORY_FIELDS and len(rows) == sum(record["epochs_per_stage"])
+
+
+def test_training_segments_list_every_run_oldest_first():
+    record = pretrained_record()
+    rows = training_segments()
+    runs = [*record.get("lineage", []), record]
+    assert len(rows) == sum(len(run.get("segments") or [None]) for run in runs)
+    assert [r["run"] for r in rows] == sorted(r["run"] for r in rows) and rows[-1]["run"] == len(runs)
+    assert "train" in rows[-1]["command"] and not rows[-1]["command"].startswith("python -m")
+    firsts = [r for r in rows if r["segment"] == 1]
+    assert sum(r["run's training time [min]"] for r in firsts) * 60 == pytest.approx(
+        sum(run["training_time_s"] for run in runs), abs=0.1 * len(runs) * 60)
+    made_up = {"command": "python -m spinnet_lite train --preset tiny", "training_time_s": 60.0, "steps": 5}
+    assert training_segments(made_up) == [{"run": 1, "segment": 1, "command": "train --preset tiny", "--minutes": "",
+                                           "run's training time [min]": 1.0, "run's steps": 5}]
 
 
 def test_loads_in_eval_mode():
@@ -51,8 +66,10 @@ def test_far_better_than_predicting_nothing(pairs):
 
 def test_record_rows_are_reproduced(pairs):
     """The evaluation figures in lite.json come from running the code: recompute two of them."""
-    rows = {(r["method"], r["index"]): r for r in pretrained_record()["evaluation"]["rows"]}
+    evaluation = pretrained_record()["evaluation"]
+    rows = {(r["method"], r["index"]): r for r in evaluation["rows"]}
+    engine = evaluation.get("engine", "torch")  # the engine "auto" was when the record was made
     for pair in pairs[:2]:
-        result = reconstruct(pair.reference, pair.sample, method="spinnet")
+        result = reconstruct(pair.reference, pair.sample, method="spinnet", engine=engine)
         recorded = rows[("spinnet", pair.attrs["index"])]["pair_error"]
         assert pair_error(result, pair, border=8) == pytest.approx(recorded, rel=1e-3)

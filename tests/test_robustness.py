@@ -25,6 +25,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from spinnet_lite import Geometry, reconstruct, simulate_pair  # noqa: E402
 from spinnet_lite.checks import as_image  # noqa: E402
 from spinnet_lite.io import READ_FORMATS, read_image  # noqa: E402
+from spinnet_lite.model.fast import resolve_engine  # noqa: E402
 from spinnet_lite.model.predict import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from spinnet_lite.model.spinnet import SPINNet  # noqa: E402
 
@@ -372,13 +373,17 @@ class TestReconstructProperties:
     def test_scale_does_not_change_the_result(self):
         ref = _speckle((80, 80), 1)
         sam = 0.9 * np.roll(ref, (1, -2), axis=(0, 1))
-        for method in ("xst", "spinnet"):
-            plain = reconstruct(ref, sam, method=method)
+        # float32 paths to 1e-4; the default engine on a CPU with native bfloat16 rounds the
+        # estimators' inputs to 8 bits of mantissa, so a last-bit change of the normalised input
+        # may move an output by ~1e-3 px (tests/test_fast.py bounds bf16 against float32)
+        for method, options, atol in (("xst", {}, 1e-4), ("spinnet", {"engine": "torch"}, 1e-4),
+                                      ("spinnet", {}, 1e-4 if resolve_engine("auto") == "torch" else 3e-3)):
+            plain = reconstruct(ref, sam, method=method, **options)
             for scale in (1e300, 1e-310):
-                scaled = reconstruct(ref * scale, sam * scale, method=method)
+                scaled = reconstruct(ref * scale, sam * scale, method=method, **options)
                 for name in ("dx", "dy", "transmission"):
-                    np.testing.assert_allclose(scaled[name].values, plain[name].values, atol=1e-4,
-                                               err_msg=f"{method} {name} at scale {scale}")
+                    np.testing.assert_allclose(scaled[name].values, plain[name].values, atol=atol,
+                                               err_msg=f"{method} {options} {name} at scale {scale}")
 
     def test_table_rows(self):
         ref = _speckle((64, 64))

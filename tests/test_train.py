@@ -143,3 +143,27 @@ class TestTrainingDistribution:
         assert max(abs(r - 1) for r in ratios) > 0.05  # and the scale is not the rescaled one
         with pytest.raises(ValueError, match="natural_fraction"):
             PairSpec(natural_fraction=1.5)
+
+    def test_small_shift_pairs(self, pairs):
+        """``small_shift_fraction`` draws the largest shift log-uniformly in ``small_shifts_px``
+        (sub-pixel fields and drifts); 0 gives exactly the pairs of before."""
+        from dataclasses import replace
+
+        from spinnet_lite.data import bank_arrays, make_pair
+
+        spec, bank, items = pairs
+        arrays = bank_arrays(bank)
+        assert all(np.array_equal(make_pair(i, arrays, replace(spec, small_shift_fraction=0.0))["dx"], items[i]["dx"])
+                   for i in range(8))
+        small = replace(spec, small_shift_fraction=1.0, small_shifts_px=(0.02, 0.5), natural_fraction=0.0)
+        shifts = []
+        for i in range(8):
+            p = make_pair(i, arrays, small)
+            shifts.append(p["max_shift"])
+            assert np.hypot(p["dx"], p["dy"]).max() <= 0.5 * 1.01 + 1e-6
+        assert min(shifts) > 0.005 and max(shifts) <= 0.5 * 1.01 and max(shifts) / min(shifts) > 2
+        for bad in ((0.0, 1.0), (1.0, 0.5)):
+            with pytest.raises(ValueError, match="small_shifts_px"):
+                PairSpec(small_shifts_px=bad)
+        with pytest.raises(ValueError, match="small_shift_fraction"):
+            PairSpec(small_shift_fraction=-0.1)

@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--previous", type=Path, help="record (JSON) of the weights this run started from")
     parser.add_argument("--operating-range", action="store_true", help="also run the operating-range sweeps")
     args = parser.parse_args(argv)
+    from spinnet_lite.model.fast import resolve_engine
     from spinnet_lite.model.predict import load_checkpoint
 
     targets = {k: WEIGHTS / f"{args.name}{suffix}" for k, suffix in
@@ -63,7 +64,9 @@ def main(argv=None) -> int:
              "speedup": rows_speed["xst"]["median_s"] / rows_speed["default"]["median_s"], "paths": rows_speed}
     record["evaluation"] = {"heldout_pairs": args.n, "border": 8, "summary": summary,
                             "rows": [{k: v for k, v in r.items()} for r in rows],
-                            "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {args.n}"}
+                            "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {args.n}",
+                            # what engine="auto" ran here (bf16 only on a CPU with native bfloat16)
+                            "engine": resolve_engine("auto")}
     record["speed"] = {**speed, "command": "python benchmarks/speed.py (512 px rows; measured while other work shared the 2 cores)"}
     if args.operating_range:
         from spinnet_lite.operating_range import format_tables, run_sweeps, summarise

@@ -85,12 +85,13 @@ BAND_ELEMENTS = 1 << 19
 
 
 def cost_volume_banded(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, search_range: int,
-                       band_elements: int = BAND_ELEMENTS) -> torch.Tensor:
+                       band_elements: int = BAND_ELEMENTS, planar_out: bool = False) -> torch.Tensor:
     """:func:`cost_volume`, computed in bands of rows so each product stays in cache.
 
     The same sums as the reference (the ``1/C`` of the mean is applied to ``f_sample`` once,
     which changes only float rounding, ~1e-7 relative). Arguments, shapes and channel order as
     :func:`cost_volume`; ``band_elements`` bounds ``B * C * rows * W`` of one band's product.
+    The output has the input's memory format, or is planar with ``planar_out``.
     """
     n = _checked_range("cost_volume_banded", f_sample, f_ref_warped, search_range)
     batch, channels, height, width = f_sample.shape
@@ -110,7 +111,7 @@ def cost_volume_banded(f_sample: torch.Tensor, f_ref_warped: torch.Tensor, searc
             for sx in range(-n, n + 1):
                 torch.sum(a * band[:, :, :, n - sx:n - sx + width], dim=1, out=out[:, k, y0:y1])
                 k += 1
-    if nhwc:
+    if nhwc and not planar_out:
         out = out.contiguous(memory_format=torch.channels_last)  # NHWC in, NHWC out: the heads' convs stay NHWC
     return out
 
@@ -130,7 +131,13 @@ class CostVolume(nn.Module):
 
 
 class FastCostVolume(CostVolume):
-    """:class:`CostVolume` through :func:`cost_volume_banded` (same output, less memory traffic)."""
+    """:class:`CostVolume` through :func:`cost_volume_banded` (same output, less memory traffic).
+
+    ``planar_out``: leave the output planar even for NHWC input (for a consumer that copies it anyway).
+    """
+
+    planar_out = False
 
     def forward(self, f_sample: torch.Tensor, f_ref_warped: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu_(cost_volume_banded(f_sample, f_ref_warped, self.search_range), LEAKY_SLOPE)
+        cost = cost_volume_banded(f_sample, f_ref_warped, self.search_range, planar_out=self.planar_out)
+        return F.leaky_relu_(cost, LEAKY_SLOPE)

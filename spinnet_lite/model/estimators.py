@@ -1,7 +1,9 @@
 """The heads of SPINNet (seed Fig. S2): PhaseNet and TNet at each level, and the two refiners.
 
 All four share one body, five green blocks (full network: 128-128-96-64-32 channels), and
-differ only in their input and last convolution. Conventions shared with ``spinnet.py``:
+differ only in their input and last convolution: each is ``head(body(assemble(*inputs)))``, where
+``assemble`` concatenates its inputs (an inference engine can run the three parts in other
+precisions, ``fast.bfloat16_bodies``). Conventions shared with ``spinnet.py``:
 
 * displacements are ``(B, 2, h, w)`` (dx, dy) in **full-resolution pixels** at every level;
   the heads see them divided by :data:`DISPLACEMENT_SCALE` so their inputs are O(1);
@@ -80,8 +82,15 @@ class PhaseNet(nn.Module):
         self.body = EstimatorBody(num_shifts(search_range) + 2 + int(widths[-1]), widths)
         self.head = _head(self.body.out_channels, 2, 3)
 
+    #: whether :meth:`forward` returns the body's features along with the residual
+    returns_features = True
+
+    def assemble(self, cost, displacement, context):
+        """The body's input: the three inputs concatenated along the channels."""
+        return torch.cat([cost, displacement / DISPLACEMENT_SCALE, context], dim=1)
+
     def forward(self, cost, displacement, context):
-        features = self.body(torch.cat([cost, displacement / DISPLACEMENT_SCALE, context], dim=1))
+        features = self.body(self.assemble(cost, displacement, context))
         return self.head(features), features
 
 
@@ -106,9 +115,14 @@ class TNet(nn.Module):
         self.body = EstimatorBody(self.IN_CHANNELS, widths)
         self.head = _head(self.body.out_channels, 1, 3)
 
+    returns_features = True
+
+    def assemble(self, reference, sample, sample_back, transmission, displacement):
+        """The body's input: the five inputs concatenated along the channels."""
+        return torch.cat([reference, sample, sample_back, transmission, displacement / DISPLACEMENT_SCALE], dim=1)
+
     def forward(self, reference, sample, sample_back, transmission, displacement):
-        x = torch.cat([reference, sample, sample_back, transmission, displacement / DISPLACEMENT_SCALE], dim=1)
-        features = self.body(x)
+        features = self.body(self.assemble(reference, sample, sample_back, transmission, displacement))
         return self.head(features), features
 
 
@@ -120,8 +134,14 @@ class Refiner(nn.Module):
         self.body = EstimatorBody(cin, widths)
         self.head = _head(self.body.out_channels, cout, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+    returns_features = False
+
+    def assemble(self, x: torch.Tensor) -> torch.Tensor:
+        """The body's input (subclasses concatenate theirs)."""
+        return x
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.assemble(*inputs)))
 
 
 class PhaseRefiner(Refiner):
@@ -134,8 +154,8 @@ class PhaseRefiner(Refiner):
     def __init__(self, widths=(128, 128, 96, 64, 32)):
         super().__init__(2 + int(widths[-1]), 2, widths)
 
-    def forward(self, displacement, features):
-        return super().forward(torch.cat([displacement / DISPLACEMENT_SCALE, features], dim=1))
+    def assemble(self, displacement, features):
+        return torch.cat([displacement / DISPLACEMENT_SCALE, features], dim=1)
 
 
 class TRefiner(Refiner):
@@ -149,5 +169,5 @@ class TRefiner(Refiner):
     def __init__(self, widths=(128, 128, 96, 64, 32)):
         super().__init__(3 + int(widths[-1]), 1, widths)
 
-    def forward(self, transmission, reference, sample_back, features):
-        return super().forward(torch.cat([transmission, reference, sample_back, features], dim=1))
+    def assemble(self, transmission, reference, sample_back, features):
+        return torch.cat([transmission, reference, sample_back, features], dim=1)
