@@ -92,7 +92,12 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
         model.to(device)
     engine = resolve_engine(engine, device)
     was_training = model.training
-    model.eval()
+    # the "plain" engine runs the model itself (or a copy in its mode): eval mode, restored after;
+    # the other engines run a folded copy made in eval mode (skipping the two walks of the module
+    # tree saves ~1 ms a call)
+    set_mode = was_training or engine == "plain"
+    if set_mode:
+        model.eval()
     out = np.empty((count, 3, height, width), np.float32)
     try:
         from .fast import prepare
@@ -103,13 +108,15 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
                 index = np.arange(start, min(start + int(batch_size), count))
                 ref_index = index if len(refs) > 1 else np.zeros_like(index)
                 scale = means[ref_index][:, None, None]
-                ref_b = np.pad(refs[ref_index] / scale, pads, mode="reflect")
-                sam_b = np.pad(samples[index] / scale, pads, mode="reflect")
+                ref_b, sam_b = refs[ref_index] / scale, samples[index] / scale
+                if pad_y or pad_x:
+                    ref_b, sam_b = np.pad(ref_b, pads, mode="reflect"), np.pad(sam_b, pads, mode="reflect")
                 to_tensor = lambda a: torch.from_numpy(a.astype(np.float32)[:, None]).to(device)  # noqa: E731
                 both = runner(to_tensor(ref_b), to_tensor(sam_b))
                 out[index] = both[:, :, top:top + height, left:left + width].float().cpu().numpy()
     finally:
-        model.train(was_training)
+        if set_mode:
+            model.train(was_training)
     if ref_single and sample_single:
         out = out[0]
         return {"dx": out[0], "dy": out[1], "transmission": out[2]}
