@@ -75,6 +75,15 @@ class TrainConfig:
         return d
 
 
+# The third segment, the second fine-tuning one (from the bundled fine-tuned weights): a lower
+# loss floor (0.1 px^2), half of the seed's random phantoms at their own scale (the held-out
+# set's kind), and shifts to 16 px so that 12 px lies inside the trained range.
+_LITE_CONTINUE = dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, val_pairs=24, stage_epochs=(0, 0, 600),
+                      stage_share=(0.0, 0.0, 1.0), halve_every=75, lr=1.5e-4, stage_lr_scale=(1.0, 1.0, 1.0),
+                      start_stage=3, freeze_bn=True, threads=2, loss_eps=0.1, seed=1,
+                      spec=PairSpec(phantom_weights=(0.45, 0.15, 0.13, 0.12, 0.15), max_shift_px=(0.0, 16.0),
+                                    natural_fraction=0.5))
+
 PRESETS = {
     # a few seconds: tests and the quick notebooks
     "tiny": dict(preset="tiny", patch=64, batch_size=4, epoch_pairs=16, val_pairs=4, stage_epochs=(2, 1, 1), halve_every=2,
@@ -94,23 +103,15 @@ PRESETS = {
                           # Eq. 4 divides by |d_gt|^2: with 0-12 px fields a 10 px pair would weigh
                           # 1/1000 of a still one; a floor of 1 px^2 (mean square) keeps large shifts in play
                           loss_eps=1.0),
-    # The second fine-tuning segment (from the bundled fine-tuned weights): a lower loss floor
-    # (0.1 px^2), half of the seed's random phantoms at their own scale (the held-out set's kind),
-    # and shifts to 16 px so that 12 px lies inside the trained range.
-    "lite-continue": dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, val_pairs=24, stage_epochs=(0, 0, 600),
-                          stage_share=(0.0, 0.0, 1.0), halve_every=75, lr=1.5e-4, stage_lr_scale=(1.0, 1.0, 1.0),
-                          start_stage=3, freeze_bn=True, threads=2, loss_eps=0.1, seed=1,
-                          spec=PairSpec(phantom_weights=(0.45, 0.15, 0.13, 0.12, 0.15), max_shift_px=(0.0, 16.0),
-                                        natural_fraction=0.5)),
-    # The fourth segment (from the weights of the third): a quarter of the pairs with sub-pixel
-    # fields (largest shift log-uniform in 0.02-1 px), which the uniform 0-16 px draw almost never
-    # gives and which the network shrank (a 0.08 px drift came out at 0.6 of its size); the loss
-    # floor lowered to 0.05 px^2 so that their errors count; fresh pairs (seed 2), a lower lr.
-    "lite-subpixel": dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, val_pairs=24, stage_epochs=(0, 0, 600),
-                          stage_share=(0.0, 0.0, 1.0), halve_every=60, lr=1e-4, stage_lr_scale=(1.0, 1.0, 1.0),
-                          start_stage=3, freeze_bn=True, threads=2, loss_eps=0.05, seed=2,
-                          spec=PairSpec(phantom_weights=(0.45, 0.15, 0.13, 0.12, 0.15), max_shift_px=(0.0, 16.0),
-                                        natural_fraction=0.5, small_shift_fraction=0.25)),
+    # the third segment (see _LITE_CONTINUE)
+    "lite-continue": _LITE_CONTINUE,
+    # The fourth segment (from the weights of the third): the third's settings, plus a quarter of
+    # the pairs with sub-pixel fields (largest shift log-uniform in 0.02-1 px), which the uniform
+    # 0-16 px draw almost never gives and which the network shrank (a 0.08 px drift came out at
+    # 0.6 of its size); the loss floor lowered to 0.05 px^2 so that their errors count; fresh
+    # pairs (seed 2), a lower lr.
+    "lite-subpixel": {**_LITE_CONTINUE, "halve_every": 60, "lr": 1e-4, "loss_eps": 0.05, "seed": 2,
+                      "spec": replace(_LITE_CONTINUE["spec"], small_shift_fraction=0.25)},
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
 }

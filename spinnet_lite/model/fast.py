@@ -15,7 +15,7 @@ widths, search range, input normalisation):
   heads and every displacement sum) in float32 -- *not* the same function: on the held-out
   set its outputs differ from float32 by at most ~0.01 px and the median error is unchanged
   (``tests/test_fast.py`` bounds it; ``benchmarks/speed.py`` reports it); on a CPU with native
-  bfloat16 arithmetic (AVX512-BF16, AMX) it is ~1.4-1.8x faster;
+  bfloat16 arithmetic (AVX512-BF16, AMX) it is 1.5x (512 px) to 2x (2112 px) faster;
 * :func:`fast_variant`: the seed's fast variant, output at level 3 then the refiners, built
   from a full model's weights (its accuracy is *not* that of the full model: see
   ``benchmarks/speed.py``);
