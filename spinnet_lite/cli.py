@@ -173,10 +173,11 @@ def cmd_train(args, argv):
     from .train import preset_config, train
 
     check_output_dir(args.out, what="--out")
-    resolve_device(args.device, what="--device")
+    if args.device is not None:
+        resolve_device(args.device, what="--device")
     cfg = preset_config(args.preset, minutes=args.minutes, seed=args.seed, workers=args.workers, threads=args.threads,
                         device=args.device, lr=args.lr, epoch_pairs=args.epoch_pairs, patch=args.patch,
-                        batch_size=args.batch_size,
+                        batch_size=args.batch_size, lr_schedule=args.lr_schedule,
                         stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None,
                         init_from=args.init_from)
     if cfg.batch_size > cfg.epoch_pairs:
@@ -243,12 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
-    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "full"),
+    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "lite-gpu",
+                                        "full"),
                    default="lite",
                    help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
                         "shifts to 16 px), from --init-from the bundled weights; lite-subpixel: the next segment "
-                        "(a quarter of the pairs with sub-pixel fields, loss floor 0.05 px^2)")
+                        "(a quarter of the pairs with sub-pixel fields, loss floor 0.05 px^2); lite-gpu: the "
+                        "fifth, for a GPU (batches of 16, 14 data workers, cosine lr over --minutes)")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")
@@ -259,10 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, help="initial learning rate (default 1e-4)")
     p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
     p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--workers", type=_non_negative_int, default=1, help="data-loader worker processes")
+    p.add_argument("--seed", type=_seed, help="seed of the training pairs and banks (default: the preset's)")
+    p.add_argument("--workers", type=_non_negative_int,
+                   help="data-loader worker processes (default: the preset's; 1 for the CPU presets)")
     p.add_argument("--threads", type=_positive_int, help="torch threads")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the preset's; cpu but for lite-gpu)")
+    p.add_argument("--lr-schedule", choices=("step", "cosine"),
+                   help="step: halve the lr every few epochs; cosine: decay it over the time budget "
+                        "(default: the preset's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")

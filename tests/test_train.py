@@ -73,6 +73,84 @@ def test_unknown_preset():
         preset_config("huge")
 
 
+class TestLearningRate:
+    def test_step_schedule_halves(self):
+        from spinnet_lite.train import learning_rate
+
+        cfg = preset_config("tiny", lr=1e-3)  # halve_every 2
+        assert [learning_rate(cfg, 1, e, 0.0) for e in range(5)] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+    def test_cosine_schedule_runs_from_lr_to_its_floor(self):
+        from spinnet_lite.train import learning_rate
+
+        cfg = preset_config("lite-gpu", device="cpu")
+        assert cfg.lr_schedule == "cosine"
+        lrs = [learning_rate(cfg, 3, 0, p) for p in (0.0, 0.25, 0.5, 0.75, 1.0, 1.7)]
+        assert lrs[0] == pytest.approx(cfg.lr)
+        assert lrs[2] == pytest.approx(cfg.lr * (1 + cfg.lr_floor) / 2)
+        assert lrs[4] == pytest.approx(cfg.lr * cfg.lr_floor) and lrs[5] == lrs[4]  # past the budget: the floor
+        assert all(a > b for a, b in zip(lrs[:4], lrs[1:5]))
+
+    def test_bad_schedule_is_refused(self):
+        with pytest.raises(ValueError, match="lr_schedule"):
+            preset_config("tiny", lr_schedule="linear")
+        with pytest.raises(ValueError, match="lr_floor"):
+            preset_config("tiny", lr_floor=2.0)
+
+    def test_warmup_ramps_the_first_steps(self, tmp_path, monkeypatch):
+        """With warmup_steps=6 the optimiser's first 6 steps use lr * k / 6, later ones the schedule's lr."""
+        seen = []
+        original = torch.optim.Adam.step
+
+        def record(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.optim.Adam, "step", record)
+        cfg = preset_config("tiny", workers=0, lr=1e-3, warmup_steps=6, stage_epochs=(2, 0, 0))
+        train(cfg, tmp_path / "run", progress=False)
+        assert seen == pytest.approx([1e-3 * k / 6 for k in range(1, 7)] + [1e-3] * 2)
+        with pytest.raises(ValueError, match="warmup_steps"):
+            preset_config("tiny", warmup_steps=-1)
+
+    def test_cosine_run_records_a_decaying_lr(self, tmp_path):
+        cfg = preset_config("tiny", workers=0, lr_schedule="cosine", lr=1e-3, stage_epochs=(0, 0, 4), start_stage=3)
+        train(cfg, tmp_path / "run", progress=False)
+        lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "run" / "history.csv"))]
+        assert len(lrs) == 4 and lrs[0] == pytest.approx(1e-3 * cfg.stage_lr_scale[2]) and all(a > b for a, b in zip(lrs, lrs[1:]))
+        from spinnet_lite.train import epoch_progress, learning_rate, read_history
+
+        rows = read_history(tmp_path / "run" / "history.csv")
+        again = [learning_rate(cfg, 3, r["epoch"] - 1, p) for r, p in zip(rows, epoch_progress(rows, cfg.to_dict()))]
+        assert again == pytest.approx(lrs, rel=1e-6)
+
+
+@pytest.mark.parametrize("recalibrate", [False, True])
+def test_batchnorm_statistics_kept_unless_recalibrated(tmp_path, recalibrate):
+    """Continuing from weights with frozen BatchNorm keeps their statistics unless re-estimation is asked for."""
+    first = preset_config("tiny", workers=0, stage_epochs=(1, 0, 0))
+    train(first, tmp_path / "a", progress=False)
+    cfg = preset_config("tiny", workers=0, stage_epochs=(0, 0, 1), start_stage=3, freeze_bn=True,
+                        recalibrate_bn=recalibrate, init_from=str(tmp_path / "a" / "model.pt"))
+    train(cfg, tmp_path / "b", progress=False)
+    before, after = (load_checkpoint(tmp_path / d / "model.pt").state_dict() for d in ("a", "b"))
+    stats = [k for k in before if k.endswith("running_mean") or k.endswith("running_var")]
+    assert stats
+    same = all(torch.equal(before[k], after[k]) for k in stats)
+    assert same != recalibrate
+
+
+def test_presets_keep_their_own_seeds():
+    """A preset's seed holds unless one is given: the CLI passes None when --seed is left out."""
+    from spinnet_lite.cli import build_parser
+
+    assert preset_config("lite-subpixel").seed == 2 and preset_config("lite-gpu", device="cpu").seed == 3
+    args = build_parser().parse_args(["train", "--preset", "lite-subpixel", "--out", "x"])
+    assert args.seed is None and args.workers is None and args.device is None
+    assert preset_config("lite-subpixel", seed=args.seed).seed == 2
+    assert preset_config("lite-subpixel", seed=0).seed == 0
+
+
 def test_cached_pairs_round_trip(tmp_path):
     from spinnet_lite.data import CachedPairs, PairSpec, cache_pairs
 
