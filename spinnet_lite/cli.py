@@ -125,11 +125,14 @@ def cmd_simulate(args):
 
 def cmd_reconstruct(args):
     from .io import NETCDF_SUFFIXES, check_output_path, read_image, write_dataset
+    from .outliers import DEFAULT_THRESHOLD
     from .reconstruct import DEFAULT_TILE, reconstruct
 
     out = check_output_path(args.output, overwrite=args.overwrite, suffixes=NETCDF_SUFFIXES,
                             inputs=(args.reference, args.sample, args.weights), what="--output")
     geometry = _geometry(args)
+    if args.keep_outliers and args.outlier_threshold is not None:
+        raise UsageError("--keep-outliers and --outlier-threshold exclude each other")
     options = {}
     if args.method == "xst":
         wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights),
@@ -161,10 +164,14 @@ def cmd_reconstruct(args):
         from .model.predict import load_checkpoint
 
         model = load_checkpoint(args.weights)
+    outliers = None if args.keep_outliers else (DEFAULT_THRESHOLD if args.outlier_threshold is None
+                                                 else args.outlier_threshold)
     ds = reconstruct(reference, sample, method=args.method, model=model, geometry=geometry,
-                     integration=args.integration, **options)
+                     integration=args.integration, outliers=outliers, **options)
     write_dataset(ds, out, overwrite=args.overwrite)
-    print(f"wrote {out}: {', '.join(ds.data_vars)} ({args.method}, {ds.attrs.get('elapsed_s', float('nan')):.2f} s)")
+    replaced = ds.attrs.get("outliers_replaced", [0, 0])
+    note = f"; replaced {replaced[0]} + {replaced[1]} outlier pixels (reference + sample)" if any(replaced) else ""
+    print(f"wrote {out}: {', '.join(ds.data_vars)} ({args.method}, {ds.attrs.get('elapsed_s', float('nan')):.2f} s){note}")
 
 
 def cmd_train(args, argv):
@@ -237,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SPINNet: inference engine (default auto: bf16 -- the estimators in bfloat16, within "
                         "~0.01 px of float32 -- on a CPU with native bfloat16, else torch, float32)")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
+    p.add_argument("--outlier-threshold", type=_positive_float,
+                   help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "
+                        "standard deviations (default 12)")
+    p.add_argument("--keep-outliers", action="store_true", help="do not replace hot or dead pixels")
     p.add_argument("--integration", choices=("fc", "ls"), default="fc",
                    help="phase integration: fc (Frankot-Chellappa) or ls (least squares; about 5x less memory "
                         "on large frames)")
