@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget shared between the stages (the first epoch always runs)")
     p.add_argument("--stage-epochs", type=_positive_int, nargs=3, metavar=("S1", "S2", "S3"), help="epochs per stage")
     p.add_argument("--epoch-pairs", type=_positive_int, help="training pairs per epoch (at least --batch-size)")
-    p.add_argument("--lr", type=_positive_float, help="initial learning rate (default 1e-4)")
+    p.add_argument("--lr", type=_positive_float, help="initial learning rate (default: the preset's)")
     p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
     p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
     p.add_argument("--seed", type=_seed, help="seed of the training pairs and banks (default: the preset's)")

@@ -141,8 +141,8 @@ PRESETS = {
     # steps a budget buys are not known before the run starts), and the BatchNorm statistics of
     # the weights it starts from kept as they are (segments 2-4 re-estimated them first).
     "lite-gpu": {**_LITE_SUBPIXEL, "batch_size": 16, "epoch_pairs": 4096, "val_pairs": 64, "lr": 2e-4,
-                 "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False, "seed": 3, "threads": None, "workers": 14, "device": "cuda",
-                 "stage_epochs": (0, 0, 100_000),
+                 "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False,
+                 "seed": 3, "threads": None, "workers": 14, "device": "cuda", "stage_epochs": (0, 0, 100_000),
                  "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)},
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
@@ -441,12 +441,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         n_epochs = cfg.stage_epochs[stage - 1]
         bar = tqdm(total=n_epochs, initial=epoch, desc=f"stage {stage}", disable=not progress, file=sys.stderr)
         while epoch < n_epochs:
-            if budget is not None and step > first_step and \
-                    time.perf_counter() - t0 > (budget if stage == 3 else stage_start[stage + 1]):
-                break  # this stage's share of the time is spent
             if budget is not None:
-                end = budget if stage == 3 else stage_start[stage + 1]
-                progress_frac = (time.perf_counter() - t0 - stage_start[stage]) / max(end - stage_start[stage], 1e-9)
+                stage_end = budget if stage == 3 else stage_start[stage + 1]
+                now = time.perf_counter() - t0
+                if step > first_step and now > stage_end:
+                    break  # this stage's share of the time is spent
+                progress_frac = (now - stage_start[stage]) / max(stage_end - stage_start[stage], 1e-9)
             else:
                 progress_frac = epoch / n_epochs
             lr = learning_rate(cfg, stage, epoch, progress_frac)

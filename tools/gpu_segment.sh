@@ -6,7 +6,8 @@
 # cosine lr over MINUTES) and leaves model.pt, record.json, history.csv, checkpoint.pt and the log
 # in $OUT (or ./runs/lite-gpu-out without one). Back on a CPU machine, evaluate and bundle with
 #     python tools/bundle_weights.py RUN --previous COPY_OF_lite.json --operating-range --overwrite
-# RESUME=RUN_FOLDER continues that run (its checkpoint.pt) instead, MINUTES then being the run's
+# RESUME=RUN_FOLDER continues an unfinished run (its checkpoint.pt, e.g. one stopped by a time
+# limit; a finished run has nothing left to run) instead, MINUTES then being the run's
 # total budget; LIMIT_S caps the training command's seconds (default MINUTES * 60 + 150).
 # EXTRA adds train options (a dry run on a CPU: EXTRA="--device cpu --workers 2 --epoch-pairs 32").
 # The machine has PyTorch but not h5netcdf: a wheel of it in .whl/ is installed first when there.
