@@ -16,9 +16,15 @@ only pixels further than ``threshold`` deviations from the image's median are ex
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 DEFAULT_THRESHOLD = 12.0
+#: More outliers than this share of the pixels means the image is not speckle with a few bad
+#: pixels (e.g. more than half of it dark, so that the robust spread is that of the dark part):
+#: nothing is replaced, with a warning.
+MAX_SHARE = 0.02
 _OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
@@ -69,9 +75,14 @@ def replace_outliers(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD) ->
     """``(image with its outliers replaced by the median of their 8 neighbours, count)``.
 
     The input is never modified: a copy is made only when there is something to replace.
+    Where more than :data:`MAX_SHARE` of the pixels would be replaced, none is (a warning says so).
     """
     rows, cols = find_outliers(image, threshold)
     if rows.size == 0:
+        return image, 0
+    if rows.size > MAX_SHARE * image.size:
+        warnings.warn(f"{rows.size} pixels ({rows.size / image.size:.1%}) stand out from all their neighbours: more "
+                      f"than isolated bad pixels (is much of the image dark?); none replaced", stacklevel=3)
         return image, 0
     out = np.array(image, copy=True)
     out[rows, cols] = np.nanmedian(_neighbours(image, rows, cols), axis=0)

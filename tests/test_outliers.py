@@ -50,6 +50,17 @@ def test_constant_image_and_bad_threshold():
             find_outliers(flat, bad)
 
 
+def test_mostly_dark_image_is_left_alone():
+    """Half of the frame dark (outside the beam): the robust spread is the dark part's, so much of
+    the speckle would stand out; nothing is replaced, and a warning says why."""
+    ds = simulate_pair(128, seed=1_000_960_004, photons=10000.0)
+    image = ds["reference"].values.copy()
+    image[:, :80] = 1e-3 * (1 + 0.01 * np.random.default_rng(2).standard_normal((128, 80)))
+    with pytest.warns(UserWarning, match="none replaced"):
+        out, count = replace_outliers(image)
+    assert count == 0 and out is image
+
+
 @pytest.mark.parametrize("method", ["spinnet", "xst"])
 def test_hot_pixels_do_not_reach_the_trackers(method):
     """0.1 % hot pixels at 5x on a 6 % diffuser: the default replaces them; without it both methods fail."""
