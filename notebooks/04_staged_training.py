@@ -134,8 +134,11 @@ total_s = record.get("total_training_time_s", record["training_time_s"])
 lesson.record(bundled_segments=len(segments_table), bundled_total_training_time_s=total_s)
 with pd.option_context("display.max_colwidth", None):
     display(segments_table.set_index(["run", "segment"]))
+firsts = segments_table[segments_table["segment"] == 1]
+by_device = firsts.groupby("device")["run's training time [min]"].sum()
 print(f"{segments_table['run'].nunique()} runs, {len(segments_table)} segments; total training time "
-      f"{total_s / 60:.0f} min ({total_s / 3600:.1f} h) on {record.get('threads', '?')} CPU threads")
+      f"{total_s / 60:.0f} min ({total_s / 3600:.1f} h): "
+      + ", ".join(f"{minutes:.0f} min on {device or 'an unrecorded device'}" for device, minutes in by_device.items()))
 
 # %% [markdown]
 # > **Think!** An untrained network predicts about $d = 0$, $T = 1$, and Eq. 4 then scores

@@ -53,7 +53,8 @@ def training_segments(record: dict | None = None) -> list[dict]:
     The record's earlier runs (``lineage``) come first, then the last run; a run resumed over
     several sessions has several ``segments``.  Each row: ``run`` and ``segment`` (numbered
     from 1), ``command`` (without ``python -m spinnet_lite``), ``--minutes`` of that segment,
-    and on a run's first segment the run's ``training time [min]`` and ``steps``.
+    and on a run's first segment the run's ``training time [min]``, ``steps`` and ``device``
+    (``"cpu, 2 threads"``, ``"cuda"``; ``""`` where the record does not say).
 
     Args:
         record: a weights record (default :func:`pretrained_record`).
@@ -69,5 +70,14 @@ def training_segments(record: dict | None = None) -> list[dict]:
                          "command": (segment.get("command") or "(not recorded)").replace("python -m spinnet_lite ", ""),
                          "--minutes": (segment.get("train_config") or {}).get("minutes", ""),
                          "run's training time [min]": round(seconds / 60, 1) if first and seconds is not None else "",
-                         "run's steps": run.get("steps", "") if first else ""})
+                         "run's steps": run.get("steps", "") if first else "",
+                         "device": _device(run) if first else ""})
     return rows
+
+
+def _device(run: dict) -> str:
+    config = run.get("train_config") or {}
+    device = str(run.get("device") or config.get("device") or "")
+    if device == "cpu" and config.get("threads"):
+        return f"cpu, {config['threads']} threads"
+    return device
