@@ -35,29 +35,41 @@ def robust_sigma(image: np.ndarray, step: int = 4) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(sub - median)))
 
 
+def check_threshold(threshold, name: str = "outlier threshold") -> float:
+    """``threshold`` as a float; ``ValueError`` unless it is a positive finite number."""
+    if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and np.isfinite(threshold)
+            and threshold > 0):
+        raise ValueError(f"{name} must be a positive number (robust standard deviations), got {threshold!r}")
+    return float(threshold)
+
+
 def find_outliers(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns (two int arrays) of the isolated outliers of a 2-D ``image``.
 
     Returns empty arrays when the image's robust spread is zero (more than half of it one
     value: nothing to measure an outlier against).
     """
-    if not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and np.isfinite(threshold)
-            and threshold > 0):
-        raise ValueError(f"outlier threshold must be a positive number, got {threshold!r}")
+    rows, cols, _ = _outliers(image, threshold)
+    return rows, cols
+
+
+def _outliers(image: np.ndarray, threshold: float):
+    """:func:`find_outliers`, and the ``(8, n)`` neighbours of the outliers found."""
+    threshold = check_threshold(threshold)
     image = np.asarray(image)
     median, sigma = robust_sigma(image)
     empty = np.zeros(0, dtype=np.intp)
     if not sigma > 0:
-        return empty, empty
+        return empty, empty, np.zeros((len(_OFFSETS), 0))
     limit = threshold * sigma
     rows, cols = np.nonzero(np.abs(image - median) > limit)  # a candidate lies far from the median itself
     if rows.size == 0:
-        return empty, empty
+        return empty, empty, np.zeros((len(_OFFSETS), 0))
     values = image[rows, cols]
     around = _neighbours(image, rows, cols)
     with np.errstate(invalid="ignore"):
         bad = (values - np.nanmax(around, 0) > limit) | (np.nanmin(around, 0) - values > limit)
-    return rows[bad], cols[bad]
+    return rows[bad], cols[bad], around[:, bad]
 
 
 def _neighbours(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -77,7 +89,7 @@ def replace_outliers(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD) ->
     The input is never modified: a copy is made only when there is something to replace.
     Where more than :data:`MAX_SHARE` of the pixels would be replaced, none is (a warning says so).
     """
-    rows, cols = find_outliers(image, threshold)
+    rows, cols, around = _outliers(image, threshold)
     if rows.size == 0:
         return image, 0
     if rows.size > MAX_SHARE * image.size:
@@ -85,5 +97,5 @@ def replace_outliers(image: np.ndarray, threshold: float = DEFAULT_THRESHOLD) ->
                       f"than isolated bad pixels (is much of the image dark?); none replaced", stacklevel=3)
         return image, 0
     out = np.array(image, copy=True)
-    out[rows, cols] = np.nanmedian(_neighbours(image, rows, cols), axis=0)
+    out[rows, cols] = np.nanmedian(around, axis=0)
     return out, int(rows.size)

@@ -19,7 +19,7 @@ from .checks import as_pair, check_choice, check_intensity, normalise_scale, res
 from .geometry import Geometry
 from .integrate import METHODS as INTEGRATION_METHODS
 from .integrate import integrate
-from .outliers import DEFAULT_THRESHOLD, replace_outliers
+from .outliers import DEFAULT_THRESHOLD, check_threshold, replace_outliers
 
 METHODS = ("spinnet", "xst")
 
@@ -151,9 +151,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
     check_choice(integration, INTEGRATION_METHODS, "integration method")
     if geometry is not None and not isinstance(geometry, Geometry):
         raise ValueError(f"geometry must be a spinnet_lite.Geometry or None, got {type(geometry).__name__}")
-    if outliers is not None and not (isinstance(outliers, (int, float)) and not isinstance(outliers, bool)
-                                     and np.isfinite(outliers) and outliers > 0):
-        raise ValueError(f"outliers must be a positive threshold (robust standard deviations) or None, got {outliers!r}")
+    if outliers is not None:
+        check_threshold(outliers, "outliers (a threshold, or None to keep every pixel)")
     if method == "xst":
         from .xst import xst
 

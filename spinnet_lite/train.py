@@ -175,6 +175,14 @@ def learning_rate(cfg: TrainConfig, stage: int, epoch: int, progress: float) -> 
     return base * 0.5 ** (epoch // cfg.halve_every)
 
 
+def stage_window(budget_s: float, stage_share, stage: int) -> tuple[float, float]:
+    """Seconds into a run at which ``stage`` starts and ends under a time budget of ``budget_s``:
+    the stages take their ``stage_share`` of it in order, and the last one ends at the budget."""
+    start = budget_s * sum(stage_share[:stage - 1])
+    end = budget_s if stage == 3 else start + budget_s * stage_share[stage - 1]
+    return start, end
+
+
 def epoch_progress(history: list[dict], train_config: dict) -> list[float]:
     """For each row of a run's ``history``: how far into its stage (0..1) the epoch started.
 
@@ -184,15 +192,14 @@ def epoch_progress(history: list[dict], train_config: dict) -> list[float]:
     0.1 s that ``elapsed_s`` is rounded to).
     """
     budget = train_config["minutes"] * 60.0 if train_config.get("minutes") else None
-    shares = train_config["stage_share"]
+    shares = tuple(train_config["stage_share"])
     out = []
     for i, row in enumerate(history):
         stage = int(row["stage"])
         if budget is None:
             out.append((int(row["epoch"]) - 1) / train_config["stage_epochs"][stage - 1])
             continue
-        start = budget * sum(shares[:stage - 1])
-        end = budget if stage == 3 else budget * sum(shares[:stage])
+        start, end = stage_window(budget, shares, stage)
         started = float(history[i - 1]["elapsed_s"]) if i else 0.0
         out.append((started - start) / max(end - start, 1e-9))
     return out
@@ -431,9 +438,6 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     t0 = time.perf_counter() - elapsed0
     budget = None if cfg.minutes is None else cfg.minutes * 60.0
     first_step = step  # the time budget never stops a run before its first epoch: no step-less runs
-    stage_start = {1: 0.0}
-    for s in (1, 2, 3):
-        stage_start[s + 1] = stage_start[s] + (budget * cfg.stage_share[s - 1] if budget else 0.0)
     while stage <= 3:
         last, refine = STAGES[stage]
         if epoch == 0 and stage == 2 and not cfg.init_from:
@@ -442,11 +446,11 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         bar = tqdm(total=n_epochs, initial=epoch, desc=f"stage {stage}", disable=not progress, file=sys.stderr)
         while epoch < n_epochs:
             if budget is not None:
-                stage_end = budget if stage == 3 else stage_start[stage + 1]
+                stage_start, stage_end = stage_window(budget, cfg.stage_share, stage)
                 now = time.perf_counter() - t0
                 if step > first_step and now > stage_end:
                     break  # this stage's share of the time is spent
-                progress_frac = (now - stage_start[stage]) / max(stage_end - stage_start[stage], 1e-9)
+                progress_frac = (now - stage_start) / max(stage_end - stage_start, 1e-9)
             else:
                 progress_frac = epoch / n_epochs
             lr = learning_rate(cfg, stage, epoch, progress_frac)
@@ -460,15 +464,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                 loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], eps=cfg.loss_eps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if step < cfg.warmup_steps:
+                if step < cfg.warmup_steps:  # the warm-up's last step is back at the schedule's lr
                     for group in optimizer.param_groups:
                         group["lr"] = lr * (step + 1) / cfg.warmup_steps
                 if cfg.clip_grad:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 optimizer.step()
-                if step < cfg.warmup_steps:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
                 total += float(loss.detach()) * len(batch["reference"])
                 count += len(batch["reference"])
                 step += 1
