@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite clean
 
 setup: $(VENV)/.installed
 
@@ -66,12 +66,19 @@ subpixel-lite: setup
 	cp spinnet_lite/weights/lite.json runs/lite-subpixel/previous.json
 	$(PY) tools/bundle_weights.py runs/lite-subpixel --previous runs/lite-subpixel/previous.json --operating-range --overwrite
 
-# Fifth segment (the bundled weights): from the fourth's weights on one GPU (7.5 minutes on an
+# Fifth segment: from the fourth's weights on one GPU (7.5 minutes on an
 # H100 with 14 data workers; on a CPU add --device cpu --workers 1 and expect days), then bundle.
 gpu-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-gpu --init-from runs/lite-subpixel/model.pt --out runs/lite-gpu --minutes 7.5 --no-progress
 	cp spinnet_lite/weights/lite.json runs/lite-gpu/previous.json
 	$(PY) tools/bundle_weights.py runs/lite-gpu --previous runs/lite-gpu/previous.json --operating-range --overwrite
+
+# Sixth segment (the bundled weights): from the fifth's weights on this 2-core CPU (100 minutes,
+# one torch thread beside one data-loader worker), saving a moving average of the weights; then bundle.
+cpu-lite: setup
+	$(PY) -m spinnet_lite train --preset lite-cpu --init-from runs/lite-gpu/model.pt --out runs/lite-cpu --minutes 100 --threads 1 --no-progress
+	cp spinnet_lite/weights/lite.json runs/lite-cpu/previous.json
+	$(PY) tools/bundle_weights.py runs/lite-cpu --previous runs/lite-cpu/previous.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -54,7 +54,8 @@ def training_segments(record: dict | None = None) -> list[dict]:
     several sessions has several ``segments``.  Each row: ``run`` and ``segment`` (numbered
     from 1), ``command`` (without ``python -m spinnet_lite``), ``--minutes`` of that segment,
     and on a run's first segment the run's ``training time [min]``, ``steps`` and ``device``
-    (``"cpu, 2 threads"``, ``"cuda"``; ``""`` where the record does not say).
+    (``"cpu, 2 threads"``, ``"cuda"``; ``""`` where the record does not say) and ``weights``
+    (``"last step"``, or ``"moving average"`` for a run with ``ema_decay``).
 
     Args:
         record: a weights record (default :func:`pretrained_record`).
@@ -71,7 +72,8 @@ def training_segments(record: dict | None = None) -> list[dict]:
                          "--minutes": (segment.get("train_config") or {}).get("minutes", ""),
                          "run's training time [min]": round(seconds / 60, 1) if first and seconds is not None else "",
                          "run's steps": run.get("steps", "") if first else "",
-                         "device": _device(run) if first else ""})
+                         "device": _device(run) if first else "",
+                         "weights": _weights(run) if first else ""})
     return rows
 
 
@@ -79,5 +81,11 @@ def _device(run: dict) -> str:
     config = run.get("train_config") or {}
     device = str(run.get("device") or config.get("device") or "")
     if device == "cpu" and config.get("threads"):
-        return f"cpu, {config['threads']} threads"
+        threads = int(config["threads"])
+        return f"cpu, {threads} thread{'' if threads == 1 else 's'}"
     return device
+
+
+def _weights(run: dict) -> str:
+    """What the run saved: its last step's weights, or a moving average of them (``ema_decay``)."""
+    return "moving average" if str(run.get("weights", "")).startswith("exponential moving average") else "last step"

@@ -129,7 +129,9 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             or more, such as a mask drift, is found by correlation and taken out before the
             network runs, :mod:`spinnet_lite.align`); ``passes`` (default ``"auto"``: a
             second pass on the residual where the first found a wide field: half the image moved by
-            1 px or more).
+            1 px or more); ``symmetries`` (default 1; 2, 4 or 8: the network's answers averaged
+            over that many mirror images of the pair, more accurate for that many times the
+            network's time).
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:

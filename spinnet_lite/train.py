@@ -4,7 +4,8 @@ Stage 1 trains pyramid levels 6..3; stage 2 adds level 2, its estimators initial
 level 3; stage 3 adds the PhaseRefiner and TRefiner.  Loss: Eq. 4 with supervision at every
 level (:func:`spinnet_lite.model.loss.multilevel_loss`); Adam at 1e-4, halved every
 ``halve_every`` epochs within a stage.  Everything a run produces goes into one folder:
-``checkpoint.pt`` (resumable), ``model.pt`` (the trained network), ``history.csv`` and
+``checkpoint.pt`` (resumable), ``model.pt`` (the trained network: its last weights, or with
+``ema_decay`` their exponential moving average), ``history.csv`` and
 ``history.png`` (train/validation loss per epoch) and ``record.json`` (command, configuration,
 seeds, time).
 """
@@ -77,6 +78,10 @@ class TrainConfig:
     # distribution, wrong for weights trained with frozen statistics (measured on the bundled
     # weights: validation loss 0.22 -> 31-43 after re-estimation on 32 or 256 pairs)
     recalibrate_bn: bool = True
+    # An exponential moving average of the weights (torch.optim.swa_utils.AveragedModel), updated
+    # after every optimiser step with this decay (None: off). When on, validation and model.pt
+    # use the averaged weights; the raw ones go on training (and are kept in checkpoint.pt).
+    ema_decay: float | None = None
     val_bank_size: int = 8
 
     def __post_init__(self):
@@ -86,6 +91,9 @@ class TrainConfig:
             raise ValueError(f"lr_floor must be in [0, 1], got {self.lr_floor!r}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        if self.ema_decay is not None and (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
+                                           or not 0.0 < self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -144,6 +152,13 @@ PRESETS = {
                  "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False,
                  "seed": 3, "threads": None, "workers": 14, "device": "cuda", "stage_epochs": (0, 0, 100_000),
                  "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)},
+    # The sixth segment, for this 2-core CPU (about 100 minutes): the fifth's distribution and
+    # schedule at the batch size of the CPU segments, a lower peak lr (the fifth ended at 1e-5),
+    # and an exponential moving average of the weights (decay 0.998: about the last 500 steps),
+    # which model.pt holds.
+    "lite-cpu": {**_LITE_SUBPIXEL, "batch_size": 4, "epoch_pairs": 64, "lr": 6e-5, "lr_schedule": "cosine",
+                 "lr_floor": 0.1, "warmup_steps": 100, "recalibrate_bn": False, "seed": 4, "ema_decay": 0.998,
+                 "stage_epochs": (0, 0, 100_000), "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)},
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
 }
@@ -296,11 +311,34 @@ def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1
     return sum(losses) / n, sum(errors) / n
 
 
-def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, elapsed, segments):
+def weight_average(model: SPINNet, decay: float):
+    """An exponential moving average of ``model``'s weights (``AveragedModel``, EMA update).
+
+    Its ``.module`` is a copy of ``model``; :func:`update_average` folds in each new step.
+    """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+
+
+@torch.no_grad()
+def update_average(average, model: SPINNet) -> None:
+    """Fold ``model``'s current weights into ``average``; buffers (BatchNorm statistics) are copied,
+    not averaged: they are statistics of the data, and frozen ones stay as they are."""
+    average.update_parameters(model)
+    for mine, theirs in zip(average.module.buffers(), model.buffers()):
+        mine.copy_(theirs)
+
+
+def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, elapsed, segments, average=None):
     # Plain types and tensors only, so that resuming loads it with weights_only=True; atomic.
-    save_torch({"config": model.config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "train_config": cfg.to_dict(), "stage": int(stage), "epoch": int(epoch), "step": int(step),
-                "history": history, "elapsed_s": float(elapsed), "segments": segments}, path)
+    state = {"config": model.config.to_dict(), "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "train_config": cfg.to_dict(), "stage": int(stage), "epoch": int(epoch), "step": int(step),
+             "history": history, "elapsed_s": float(elapsed), "segments": segments}
+    if average is not None:
+        state["average_state_dict"] = average.module.state_dict()
+        state["average_count"] = int(average.n_averaged)
+    save_torch(state, path)
 
 
 #: What a resumable ``checkpoint.pt`` holds besides the config and the weights.
@@ -397,6 +435,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     model = SPINNet(get_config(cfg.preset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     stage, epoch, step, history, elapsed0 = int(cfg.start_stage), 0, 0, [], 0.0
+    resumed_average = None, 0  # (weights, steps averaged) of a resumed run's moving average
     segments = []  # one entry per invocation: a run resumed with other settings keeps them all
     if resume:
         state = read_checkpoint(ckpt_path, map_location=device)  # weights_only=True, checksums, finite weights
@@ -417,6 +456,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                                               "from_epoch": 0}]
         for row in history:
             row.setdefault("patch", earlier["patch"])
+        resumed_average = state.get("average_state_dict"), state.get("average_count", 0)
     # the banks after the checkpoint checks: a run that cannot resume says so before minutes of simulation
     train_bank, val_bank = _banks(cfg, out_dir, progress)
     init_note = None
@@ -434,6 +474,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
             recalibrate_batchnorm(model, batches, last, refine)
     segments.append({"command": command or "spinnet_lite.train.train(...)", "train_config": cfg.to_dict(),
                      "from_stage": stage, "from_epoch": epoch, "init": init_note})
+    average = None
+    if cfg.ema_decay is not None:
+        average = weight_average(model, cfg.ema_decay)  # starts as the weights trained so far
+        if resume and resumed_average[0] is not None:
+            average.module.load_state_dict(resumed_average[0])
+            average.n_averaged.fill_(resumed_average[1])
+    output = model if average is None else average.module  # what is validated and saved as model.pt
     val_pairs = _validation(cfg, val_bank)
     t0 = time.perf_counter() - elapsed0
     budget = None if cfg.minutes is None else cfg.minutes * 60.0
@@ -442,6 +489,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         last, refine = STAGES[stage]
         if epoch == 0 and stage == 2 and not cfg.init_from:
             model.init_level_from(src=3, dst=2)  # stage 2: level 2 starts from level 3's estimators
+            if average is not None:  # the average starts again from the re-initialised weights
+                average.module.load_state_dict(model.state_dict())
+                average.n_averaged.zero_()
         n_epochs = cfg.stage_epochs[stage - 1]
         bar = tqdm(total=n_epochs, initial=epoch, desc=f"stage {stage}", disable=not progress, file=sys.stderr)
         while epoch < n_epochs:
@@ -470,10 +520,12 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                 if cfg.clip_grad:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 optimizer.step()
+                if average is not None:
+                    update_average(average, model)
                 total += float(loss.detach()) * len(batch["reference"])
                 count += len(batch["reference"])
                 step += 1
-            val_loss, val_pe = evaluate_loss(model, val_pairs, stage, device, cfg.loss_eps)
+            val_loss, val_pe = evaluate_loss(output, val_pairs, stage, device, cfg.loss_eps)
             epoch += 1
             history.append(dict(stage=stage, epoch=epoch, step=step, patch=cfg.patch, lr=lr, train_loss=total / max(count, 1),
                                 val_loss=val_loss, val_pair_error=val_pe, elapsed_s=round(time.perf_counter() - t0, 1)))
@@ -482,18 +534,23 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
             print(f"stage {stage} epoch {epoch}/{n_epochs} lr {lr:.2e} train {total / max(count, 1):.5f} "
                   f"val {val_loss:.5f} val_pair_error {val_pe:.5f} t {time.perf_counter() - t0:.0f}s", flush=True)
             write_history(history, out_dir)
-            _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments)
+            _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments,
+                        average)
         bar.close()
         stage, epoch = stage + 1, 0
-        _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments)
+        _save_state(ckpt_path, model, optimizer, cfg, stage, epoch, step, history, time.perf_counter() - t0, segments,
+                    average)
     elapsed = time.perf_counter() - t0
     model.eval()
+    output.eval()
     record = {
         "command": command or "spinnet_lite.train.train(...)",
         "segments": segments,
         "train_config": cfg.to_dict(),
         "model_config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "weights": "raw" if average is None else f"exponential moving average, decay {cfg.ema_decay}, "
+                                                 f"{int(average.n_averaged)} steps averaged",
         "data": {"training_seeds": f"{cfg.seed * 10_000_000} + (stage * 1000 + epoch) * epoch_pairs + i",
                  "validation_seeds": f"{VALIDATION_SEED_BASE + cfg.seed * 10_000} .. +{cfg.val_pairs}",
                  "training_bank_seeds": f"{cfg.seed * 100_000} .. +{cfg.spec.bank_size}",
@@ -510,7 +567,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
-    save_checkpoint(model, out_dir / "model.pt", extra={"record": record})
+    save_checkpoint(output, out_dir / "model.pt", extra={"record": record})
     write_history(history, out_dir)
     if history:
         plot_history(history, out_dir / "history.png")

@@ -174,6 +174,9 @@ class TestBadInputTable:
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--engine", "torch"],
              "--engine applies to --method spinnet only"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--engine", "tensorrt"], "argument --engine"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--symmetries", "4"],
+             "--symmetries applies to --method spinnet only"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--symmetries", "3"], "argument --symmetries"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--tile", "64", "--overlap", "32"],
              "--overlap (32) must be smaller than half the tile"),
         ]
@@ -214,6 +217,19 @@ class TestBadInputTable:
         with xr.open_dataset(t / "e.nc") as ds:
             np.testing.assert_allclose(ds.dx.values, expected.dx.values, atol=1e-5)
 
+    def test_symmetries_option(self, images, capsys):
+        """--symmetries 2 gives reconstruct(symmetries=2)'s result, which differs from the default's."""
+        from spinnet_lite import reconstruct
+
+        t = images
+        assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "s.nc"),
+                     "--symmetries", "2"]) == 0
+        ref, sam = np.load(t / "ref.npy"), np.load(t / "sam.npy")
+        expected, plain = reconstruct(ref, sam, symmetries=2), reconstruct(ref, sam)
+        with xr.open_dataset(t / "s.nc") as ds:
+            np.testing.assert_allclose(ds.dx.values, expected.dx.values, atol=1e-5)
+            assert np.abs(ds.dx.values - plain.dx.values).max() > 1e-4
+
     def test_tile_64_works(self, images, capsys):
         t = images
         assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / "o.nc"), "--tile", "64"]) == 0
@@ -235,6 +251,8 @@ class TestBadInputTable:
         (["--seed", "-3"], "argument --seed"),
         (["--workers", "-1"], "argument --workers"),
         (["--minutes", "nan"], "argument --minutes"),
+        (["--ema-decay", "1"], "argument --ema-decay"),
+        (["--ema-decay", "-0.1"], "argument --ema-decay"),
     ])
     def test_train_arguments(self, tmp_path, capsys, no_computation, args, match):
         self._run(capsys, ["train", "--preset", "tiny", "--out", str(tmp_path / "run"), *args], match)

@@ -178,3 +178,78 @@ class TestResidualPasses:
         ds = simulate_pair(64, seed=1)
         with pytest.raises(ValueError, match="passes"):
             predict_tiled(object(), ds.reference.values, ds.sample.values, passes=passes)
+
+
+@pytest.fixture(scope="module")
+def blob_pair():
+    # a field with no symmetry of its own (cropped to a rectangle below): a mirror bug cannot hide
+    return simulate_pair(192, seed=41, phantom="blobs", max_shift_px=2.0, pitch=4, photons=20000.0)
+
+
+class TestSymmetries:
+    """``symmetries``: the network's answers averaged over mirror images of the pair."""
+
+    def test_mirror_round_trip_of_a_known_field(self):
+        """A field seen in each mirror (a pure coordinate change) comes back as it was."""
+        from spinnet_lite.tiling import SYMMETRIES, mirror_image, unmirror_fields
+
+        rng = np.random.default_rng(0)
+        dx, dy, t = rng.normal(size=(3, 40, 56))
+        yy, xx = np.mgrid[:40, :56]
+        for mirror in SYMMETRIES:
+            transpose, mx, my = mirror
+            # the field a perfect tracker measures in the mirrored images
+            seen = {"dx": mirror_image(dx, *mirror), "dy": mirror_image(dy, *mirror),
+                    "transmission": mirror_image(t, *mirror)}
+            if transpose:
+                seen["dx"], seen["dy"] = seen["dy"], seen["dx"]
+            if mx:
+                seen["dx"] = -seen["dx"]
+            if my:
+                seen["dy"] = -seen["dy"]
+            back = unmirror_fields(seen, *mirror)
+            for got, want in zip(back, (dx, dy, t)):
+                np.testing.assert_array_equal(got, want)
+            assert mirror_image(xx, *mirror).shape == ((56, 40) if transpose else (40, 56))
+
+    @pytest.mark.parametrize("count", [2, 4, 8])
+    def test_result_is_symmetric(self, model, blob_pair, count):
+        """With ``symmetries=count`` the result for a mirrored pair is the mirrored result."""
+        from spinnet_lite import reconstruct
+        from spinnet_lite.tiling import SYMMETRIES, mirror_image, unmirror_fields
+
+        ref, sam = blob_pair.reference.values[:, :160], blob_pair.sample.values[:, :160]
+        base = reconstruct(ref, sam, model=model, symmetries=count)
+        plain = reconstruct(ref, sam, model=model)
+        for mirror in SYMMETRIES[1:count]:
+            r = reconstruct(mirror_image(ref, *mirror), mirror_image(sam, *mirror), model=model, symmetries=count)
+            back = unmirror_fields({k: r[k].values for k in ("dx", "dy", "transmission")}, *mirror)
+            for got, name in zip(back, ("dx", "dy", "transmission")):
+                np.testing.assert_allclose(got, base[name].values, atol=2e-5, err_msg=f"{mirror} {name}")
+        # the network alone is not mirror-symmetric: the average is a different answer
+        assert float(np.abs(base.dx.values - plain.dx.values).max()) > 1e-3
+
+    def test_known_shift_and_lower_error(self, model):
+        """A uniform shift comes back with its sign, and averaging lowers the error on held-out pairs."""
+        from spinnet_lite import reconstruct
+        from spinnet_lite.evalset import heldout_pairs
+        from spinnet_lite.metrics import displacement_rmse
+
+        ds = simulate_pair(192, seed=42, phantom="uniform", max_shift_px=1.5, pitch=4, photons=20000.0)
+        r = reconstruct(ds.reference.values, ds.sample.values, model=model, symmetries=8)
+        inner = (slice(16, -16),) * 2
+        assert np.abs(r.dx.values - ds.dx.values)[inner].mean() < 0.1
+        assert np.abs(r.dy.values - ds.dy.values)[inner].mean() < 0.1
+        errors = {1: [], 4: []}
+        for pair in heldout_pairs(4):
+            for count in errors:
+                out = reconstruct(pair.reference.values, pair.sample.values, model=model, symmetries=count)
+                errors[count].append(displacement_rmse(out, pair, border=8))
+        assert np.mean(errors[4]) < 0.95 * np.mean(errors[1]), errors
+
+    @pytest.mark.parametrize("count", [0, 3, 16, 2.0, True, "4", None])
+    def test_bad_symmetries(self, blob_pair, count):
+        from spinnet_lite import reconstruct
+
+        with pytest.raises(ValueError, match="symmetries"):
+            reconstruct(blob_pair.reference.values, blob_pair.sample.values, symmetries=count)

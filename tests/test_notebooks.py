@@ -354,6 +354,13 @@ def check_07_evaluation(out: Path) -> None:
     assert speed["speedup"] == pytest.approx(speed["xst_s"] / speed["spinnet_s"])
     assert speed["float32_s"] > 0 and speed["engine"] in ("torch", "bf16")
     assert speed["max_diff_default_vs_float32_px"] < (1e-4 if speed["engine"] == "torch" else 0.05)
+    # mirror images: one row per count, the first the plain network's (its figures as above)
+    sym = {r["symmetries"]: r for r in s["symmetries"]}
+    assert set(sym) == {1, 4}
+    assert sym[1]["median_displacement_rmse"] == s["evaluation"]["spinnet"]["median_displacement_rmse"]
+    assert all(r["median_time_s"] > 0 and 0 <= r["below_1_percent"] <= 1 for r in sym.values())
+    if _trained(s):
+        assert sym[4]["median_displacement_rmse"] < 1.0
     assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
     assert_exercises(s, ["07.1", "07.2", "07.3"])
     names = ["error_histogram.png", "fine_mask.png", "pitch_sweep.png", "operating_range.png", "speed.png"]

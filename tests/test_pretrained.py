@@ -42,10 +42,14 @@ def test_training_segments_list_every_run_oldest_first():
         sum(run["training_time_s"] for run in runs), abs=0.1 * len(runs) * 60)
     made_up = {"command": "python -m spinnet_lite train --preset tiny", "training_time_s": 60.0, "steps": 5}
     assert training_segments(made_up) == [{"run": 1, "segment": 1, "command": "train --preset tiny", "--minutes": "",
-                                           "run's training time [min]": 1.0, "run's steps": 5, "device": ""}]
+                                           "run's training time [min]": 1.0, "run's steps": 5, "device": "",
+                                           "weights": "last step"}]
     assert all(r["device"] for r in firsts)  # every bundled run says where it trained
     made_up.update(device="cpu", train_config={"device": "cpu", "threads": 2})
     assert training_segments(made_up)[0]["device"] == "cpu, 2 threads"
+    made_up.update(train_config={"device": "cpu", "threads": 1}, weights="exponential moving average, decay 0.998")
+    assert training_segments(made_up)[0]["device"] == "cpu, 1 thread"
+    assert training_segments(made_up)[0]["weights"] == "moving average"
 
 
 def test_loads_in_eval_mode():

@@ -140,6 +140,70 @@ def test_batchnorm_statistics_kept_unless_recalibrated(tmp_path, recalibrate):
     assert same != recalibrate
 
 
+class TestWeightAverage:
+    """TrainConfig.ema_decay: model.pt holds the moving average of the weights, checkpoint.pt both."""
+
+    def test_model_is_the_average_of_the_steps(self, tmp_path, monkeypatch):
+        from spinnet_lite.model.predict import read_checkpoint
+
+        snapshots = []  # the raw weights after every optimiser step
+        original = torch.optim.Adam.step
+
+        def record(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            snapshots.append([p.detach().clone() for p in self.param_groups[0]["params"]])
+            return result
+
+        monkeypatch.setattr(torch.optim.Adam, "step", record)
+        decay = 0.6
+        cfg = preset_config("tiny", workers=0, stage_epochs=(0, 0, 2), start_stage=3, ema_decay=decay)
+        record_ = train(cfg, tmp_path / "run", progress=False)
+        assert len(snapshots) == record_["steps"] == 8
+        assert record_["weights"].startswith("exponential moving average, decay 0.6, 8 steps")
+        expected = [w.clone() for w in snapshots[0]]  # the first update copies the weights
+        for step in snapshots[1:]:
+            expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step)]
+        model = load_checkpoint(tmp_path / "run" / "model.pt")
+        for mine, want in zip(model.parameters(), expected):
+            torch.testing.assert_close(mine.detach(), want, rtol=1e-5, atol=1e-7)
+        state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+        assert state["average_count"] == 8
+        raw = dict(zip([n for n, _ in model.named_parameters()], snapshots[-1]))
+        assert all(torch.equal(state["state_dict"][n], w) for n, w in raw.items())  # training goes on from the raw weights
+        assert not all(torch.equal(state["state_dict"][n], state["average_state_dict"][n]) for n in raw)
+
+    def test_resume_continues_the_average(self, tmp_path, monkeypatch):
+        """A run stopped after its first epoch and resumed ends with the uninterrupted run's average."""
+        import spinnet_lite.train as train_module
+        from spinnet_lite.model.predict import read_checkpoint
+
+        cfg = preset_config("tiny", workers=0, stage_epochs=(0, 0, 2), start_stage=3, ema_decay=0.5)
+        train(cfg, tmp_path / "whole", progress=False)
+        calls, original = [], train_module.evaluate_loss
+
+        def stop_in_second_epoch(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(train_module, "evaluate_loss", stop_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "run", progress=False)
+        assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["average_count"] == 4
+        monkeypatch.setattr(train_module, "evaluate_loss", original)
+        train(cfg, tmp_path / "run", resume=True, progress=False)
+        assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["average_count"] == 8
+        whole, resumed = (load_checkpoint(tmp_path / d / "model.pt").state_dict() for d in ("whole", "run"))
+        for name, tensor in whole.items():
+            torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+    @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, True, "0.9"])
+    def test_bad_decay_is_refused(self, decay):
+        with pytest.raises(ValueError, match="ema_decay"):
+            preset_config("tiny", ema_decay=decay)
+
+
 def test_presets_keep_their_own_seeds():
     """A preset's seed holds unless one is given: the CLI passes None when --seed is left out."""
     from spinnet_lite.cli import build_parser
