@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "~0.01 px of float32 -- on a CPU with native bfloat16, else torch, float32)")
     p.add_argument("--symmetries", type=int, choices=(1, 2, 4, 8),
                    help="SPINNet: average over this many mirror images of the pair (default 1; 4 cuts the "
-                        "held-out error by about a fifth for 4x the network's time)")
+                        "held-out error by about a sixth for 4x the network's time)")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--outlier-threshold", type=_positive_float,
                    help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "

@@ -232,10 +232,10 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             mirrors in y and in both; the same after a transpose), each mapped back, with the
             signs of ``dx``, ``dy`` flipped (and the two swapped) as the mirror requires. The
             network is not exactly mirror-symmetric, and its errors in mirrored images are partly
-            independent: on the held-out set 2 / 4 / 8 cut the median displacement error by about
-            10 / 18 / 19 % for 2 / 4 / 8 times the network's time (``benchmarks/evaluate.py
-            --spinnet-options symmetries=4``). The result is then exactly symmetric under those
-            mirrors.
+            independent: on the held-out set 2 / 4 / 8 cut the median displacement error of the
+            bundled weights by 9 / 16 / 17 % for 2 / 4 / 8 times the network's time
+            (``benchmarks/evaluate.py --spinnet-options symmetries=4``). The result is then
+            exactly symmetric under those mirrors; with ``passes`` > 1 every pass is averaged.
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
@@ -245,7 +245,8 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
 
     Raises:
         ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), a tile smaller than
-            64 px, an overlap outside ``[0, tile / 2)``, a bad batch size or memory bound, ``symmetries`` not 1, 2, 4 or 8.
+            64 px, an overlap outside ``[0, tile / 2)``, a bad batch size or memory bound,
+            ``symmetries`` not 1, 2, 4 or 8.
     """
     ref, sam = as_pair(reference, sample)
     return _predict_checked(model, ref, sam, tile=tile, overlap=overlap, batch_size=batch_size, device=device,

@@ -230,16 +230,18 @@ def test_cached_pairs_round_trip(tmp_path):
         cache_pairs(path, 2, spec=spec)
 
 
+@pytest.fixture(scope="module")
+def pairs():
+    """60 training pairs of 96 px from a bank of 6 references: (spec, bank, pairs)."""
+    from spinnet_lite.data import bank_arrays, make_pair, reference_bank
+
+    spec = PairSpec(size=96, bank_size=6, bank_px=160)
+    bank = reference_bank(spec=spec)
+    return spec, bank, [make_pair(i, bank_arrays(bank), spec) for i in range(60)]
+
+
 class TestTrainingDistribution:
     """Issue 8: the training pairs cover what real experiments give."""
-
-    @pytest.fixture(scope="class")
-    def pairs(self):
-        from spinnet_lite.data import bank_arrays, make_pair, reference_bank
-
-        spec = PairSpec(size=96, bank_size=6, bank_px=160)
-        bank = reference_bank(spec=spec)
-        return spec, bank, [make_pair(i, bank_arrays(bank), spec) for i in range(60)]
 
     def test_bank_has_masks_and_diffusers(self, pairs):
         spec, bank, _ = pairs
