@@ -55,30 +55,26 @@ finetune-lite: setup
 # phantoms and shifts to 16 px (100 minutes on 2 CPU cores), then evaluate and bundle.
 continue-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-continue --init-from runs/lite-ft/model.pt --out runs/lite-cont --minutes 100 --seed 0 --no-progress
-	cp spinnet_lite/weights/lite.json runs/lite-cont/previous.json
-	$(PY) tools/bundle_weights.py runs/lite-cont --previous runs/lite-cont/previous.json --operating-range --overwrite
+	$(PY) tools/bundle_weights.py runs/lite-cont --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 # (--seed 0: the bundled segments 3 and 4 ran before the CLI honoured a preset's own seed, with 0.)
 # Fourth segment: from the third segment's weights, a quarter of the pairs with sub-pixel
 # fields and a loss floor of 0.05 px^2 (80 minutes on 2 CPU cores), then evaluate and bundle.
 subpixel-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-subpixel --init-from runs/lite-cont/model.pt --out runs/lite-subpixel --minutes 80 --seed 0 --no-progress
-	cp spinnet_lite/weights/lite.json runs/lite-subpixel/previous.json
-	$(PY) tools/bundle_weights.py runs/lite-subpixel --previous runs/lite-subpixel/previous.json --operating-range --overwrite
+	$(PY) tools/bundle_weights.py runs/lite-subpixel --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 # Fifth segment: from the fourth's weights on one GPU (7.5 minutes on an
 # H100 with 14 data workers; on a CPU add --device cpu --workers 1 and expect days), then bundle.
 gpu-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-gpu --init-from runs/lite-subpixel/model.pt --out runs/lite-gpu --minutes 7.5 --no-progress
-	cp spinnet_lite/weights/lite.json runs/lite-gpu/previous.json
-	$(PY) tools/bundle_weights.py runs/lite-gpu --previous runs/lite-gpu/previous.json --operating-range --overwrite
+	$(PY) tools/bundle_weights.py runs/lite-gpu --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 # Sixth segment (the bundled weights): from the fifth's weights on this 2-core CPU (100 minutes,
 # one torch thread beside one data-loader worker), saving a moving average of the weights; then bundle.
 cpu-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu --init-from runs/lite-gpu/model.pt --out runs/lite-cpu --minutes 100 --threads 1 --no-progress
-	cp spinnet_lite/weights/lite.json runs/lite-cpu/previous.json
-	$(PY) tools/bundle_weights.py runs/lite-cpu --previous runs/lite-cpu/previous.json --operating-range --overwrite
+	$(PY) tools/bundle_weights.py runs/lite-cpu --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -304,18 +304,13 @@ def _predict_symmetric(model, ref: np.ndarray, sam: np.ndarray, symmetries: int 
     """The network's pass on a checked pair, averaged over its first ``symmetries`` mirror images."""
     if symmetries == 1:
         return _predict_network(model, ref, sam, **options)
-    total = None
+    total = np.zeros((3, *ref.shape), np.float32)
     for mirror in SYMMETRIES[:symmetries]:
         out = _predict_network(model, mirror_image(ref, *mirror), mirror_image(sam, *mirror), **options)
-        fields = unmirror_fields(out, *mirror)
+        for acc, field in zip(total, unmirror_fields(out, *mirror)):
+            acc += field
         del out
-        if total is None:
-            total = [np.array(f, dtype=np.float32) for f in fields]
-        else:
-            for acc, f in zip(total, fields):
-                acc += f
-    for acc in total:
-        acc /= np.float32(symmetries)
+    total /= np.float32(symmetries)
     return dict(zip(("dx", "dy", "transmission"), total))
 
 

@@ -435,7 +435,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     model = SPINNet(get_config(cfg.preset)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     stage, epoch, step, history, elapsed0 = int(cfg.start_stage), 0, 0, [], 0.0
-    resumed_average = None, 0  # (weights, steps averaged) of a resumed run's moving average
+    resumed_average = None  # (weights, steps averaged) of a resumed run's moving average
     segments = []  # one entry per invocation: a run resumed with other settings keeps them all
     if resume:
         state = read_checkpoint(ckpt_path, map_location=device)  # weights_only=True, checksums, finite weights
@@ -456,7 +456,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                                               "from_epoch": 0}]
         for row in history:
             row.setdefault("patch", earlier["patch"])
-        resumed_average = state.get("average_state_dict"), state.get("average_count", 0)
+        if "average_state_dict" in state:
+            resumed_average = state["average_state_dict"], state["average_count"]
     # the banks after the checkpoint checks: a run that cannot resume says so before minutes of simulation
     train_bank, val_bank = _banks(cfg, out_dir, progress)
     init_note = None
@@ -477,7 +478,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     average = None
     if cfg.ema_decay is not None:
         average = weight_average(model, cfg.ema_decay)  # starts as the weights trained so far
-        if resume and resumed_average[0] is not None:
+        if resumed_average is not None:
             average.module.load_state_dict(resumed_average[0])
             average.n_averaged.fill_(resumed_average[1])
     output = model if average is None else average.module  # what is validated and saved as model.pt

@@ -1,5 +1,6 @@
 """The bundled SPINNet-lite weights: present, small, recorded, and far better than predicting nothing."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,21 @@ def test_record_rows_are_reproduced(pairs):
         result = reconstruct(pair.reference, pair.sample, method="spinnet", engine=engine)
         recorded = rows[("spinnet", pair.attrs["index"])]["pair_error"]
         assert pair_error(result, pair, border=8) == pytest.approx(recorded, rel=1e-3)
+
+
+def test_bundling_keeps_what_training_segments_reads():
+    """tools/bundle_weights.add_lineage: a bundled record as the previous one keeps every run's
+    device and kind of weights (the moving average of the last run stays one in the lineage)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bundle_weights.py"
+    spec = importlib.util.spec_from_file_location("bundle_weights", path)
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    previous = pretrained_record()
+    new = {"command": "python -m spinnet_lite train --preset tiny", "training_time_s": 60.0, "steps": 5}
+    bundle.add_lineage(new, previous)
+    before, after = training_segments(previous), training_segments(new)
+    assert after[:len(before)] == before and after[-1]["command"] == "train --preset tiny"
+    assert new["total_training_time_s"] == pytest.approx(
+        previous.get("total_training_time_s", previous["training_time_s"]) + 60.0, abs=0.1)

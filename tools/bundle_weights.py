@@ -9,6 +9,8 @@ Copies ``RUN/model.pt`` to ``spinnet_lite/weights/NAME.pt`` and ``RUN/history.cs
 With ``--previous RECORD.json`` (the record of the weights the run started from, e.g. a
 fine-tuning run's ``--init-from``), the earlier record's segments are kept in ``lineage``, so
 the bundled JSON lists every training segment that led to the weights and their total time.
+RECORD.json may be the bundled ``NAME.json`` that this call replaces: it is read before
+anything is written.
 ``--operating-range`` adds the error-vs-shift/visibility/speckle sweeps
 (:mod:`spinnet_lite.operating_range`).  Nothing is overwritten without ``--overwrite``.
 """
@@ -31,6 +33,22 @@ def _bench(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: What ``lineage`` keeps of each earlier run's record (``training_segments`` reads these).
+LINEAGE_KEYS = ("command", "segments", "train_config", "model_config", "training_time_s", "steps",
+                "final_val_pair_error", "device", "device_name", "threads", "weights")
+
+
+def add_lineage(record: dict, previous: dict) -> None:
+    """Put ``previous`` (the record of the weights the run started from) and its own lineage
+    into ``record["lineage"]``, oldest first, and the total training time into
+    ``record["total_training_time_s"]``."""
+    lineage = list(previous.get("lineage", []))
+    lineage.append({k: previous[k] for k in LINEAGE_KEYS if k in previous})
+    record["lineage"] = lineage
+    record["total_training_time_s"] = round(sum(float(x.get("training_time_s") or 0) for x in lineage)
+                                            + float(record.get("training_time_s") or 0), 1)
 
 
 def main(argv=None) -> int:
@@ -76,13 +94,7 @@ def main(argv=None) -> int:
                                      "command": "python benchmarks/evaluate.py --method xst,spinnet --operating-range"}
         print(format_tables(sweep_rows))
     if args.previous is not None:
-        previous = json.loads(args.previous.read_text())
-        lineage = list(previous.get("lineage", []))
-        lineage.append({k: previous.get(k) for k in ("command", "segments", "train_config", "model_config",
-                                                      "training_time_s", "steps", "final_val_pair_error")})
-        record["lineage"] = lineage
-        record["total_training_time_s"] = round(sum(float(x.get("training_time_s") or 0) for x in lineage)
-                                                + float(record.get("training_time_s") or 0), 1)
+        add_lineage(record, json.loads(args.previous.read_text()))
     record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
     WEIGHTS.mkdir(exist_ok=True)
     from spinnet_lite.io import write_bytes, write_text

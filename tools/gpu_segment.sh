@@ -5,7 +5,7 @@
 # It continues the bundled weights with the `lite-gpu` preset (batches of 16, 14 data workers,
 # cosine lr over MINUTES) and leaves model.pt, record.json, history.csv, checkpoint.pt and the log
 # in $OUT (or ./runs/lite-gpu-out without one). Back on a CPU machine, evaluate and bundle with
-#     python tools/bundle_weights.py RUN --previous COPY_OF_lite.json --operating-range --overwrite
+#     python tools/bundle_weights.py RUN --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 # RESUME=RUN_FOLDER continues an unfinished run (its checkpoint.pt, e.g. one stopped by a time
 # limit; a finished run has nothing left to run) instead, MINUTES then being the run's
 # total budget; LIMIT_S caps the training command's seconds (default MINUTES * 60 + 150).
