@@ -233,7 +233,7 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             signs of ``dx``, ``dy`` flipped (and the two swapped) as the mirror requires. The
             network is not exactly mirror-symmetric, and its errors in mirrored images are partly
             independent: on the held-out set 2 / 4 / 8 cut the median displacement error of the
-            bundled weights by 9 / 16 / 17 % for 2 / 4 / 8 times the network's time
+            bundled weights by 10 / 16 / 17 % for 2 / 4 / 8 times the network's time
             (``benchmarks/evaluate.py --spinnet-options symmetries=4``). The result is then
             exactly symmetric under those mirrors; with ``passes`` > 1 every pass is averaged.
 
