@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spinnet_lite.metrics import pair_error
+from spinnet_lite.metrics import _pair, pair_error  # _pair: a map of both, checked and cropped
 
 FIELDS = ("dx", "dy", "transmission")
 
@@ -38,9 +38,8 @@ def half_resolution(fields: dict) -> dict:
 
 def best_gain(pred: dict, truth: dict, border: int = 8) -> float:
     """The scale ``a`` minimising ``|a * (dx, dy) - (dx, dy)_truth|^2`` over the cropped image."""
-    inner = (slice(border, -border),) * 2 if border else (slice(None),) * 2
-    p = np.concatenate([np.asarray(pred[k], np.float64)[inner].ravel() for k in ("dx", "dy")])
-    g = np.concatenate([np.asarray(truth[k], np.float64)[inner].ravel() for k in ("dx", "dy")])
+    p, g = (np.concatenate([a.ravel() for a in arrays])
+            for arrays in zip(*(_pair(pred, truth, k, border) for k in ("dx", "dy"))))
     norm = float(p @ p)
     return float(p @ g) / norm if norm > 0 else 1.0
 
