@@ -13,6 +13,7 @@ import math
 import shlex
 import signal
 import sys
+from pathlib import Path
 
 #: The largest seed: simulate records it in a netCDF attribute (a signed 64-bit integer).
 MAX_SEED = 2**63 - 1
@@ -351,8 +352,14 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"{prefix}: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}; "
-              "no partial output was left", file=sys.stderr)
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        checkpoint = Path(args.out) / "checkpoint.pt" if args.command == "train" else None
+        if checkpoint is not None and checkpoint.is_file():
+            # training saves a checkpoint after every epoch, atomically: it is what a run leaves on purpose
+            print(f"{prefix}: {what}; {checkpoint} keeps the last finished epoch (add --resume to the same "
+                  "command to continue)", file=sys.stderr)
+        else:
+            print(f"{prefix}: {what}; no partial output was left", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     finally:
         if previous is not None:

@@ -262,3 +262,30 @@ def test_disk_full_on_the_command_line(old_file, tmp_path):
     errors = [line for line in r.stderr.strip().splitlines() if line]
     assert len(errors) == 1 and "disk space" in errors[0] and "Traceback" not in r.stderr, r.stderr
     assert ".tmp" not in r.stdout
+
+
+def test_stopped_training_points_at_its_checkpoint(tmp_path):
+    """SIGTERM during training: one line that names the checkpoint it keeps and how to continue,
+    and that checkpoint is readable (no 'no partial output' claim about a folder that holds one)."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "spinnet_lite", "train", "--preset", "tiny", "--workers", "0",
+               "--stage-epochs", "1", "1", "400", "--out", str(out), "--no-progress"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.1)
+        assert (out / "checkpoint.pt").exists(), child.stderr.read() if child.poll() is not None else "no checkpoint"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "checkpoint.pt keeps the last finished epoch" in err and "--resume" in err, err
+    assert "no partial output" not in err
+    from spinnet_lite.model.predict import read_checkpoint
+
+    assert read_checkpoint(out / "checkpoint.pt")["step"] >= 1  # a readable, resumable state after some steps
