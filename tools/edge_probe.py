@@ -9,6 +9,12 @@ pixel where the true displacement changes by more than ``--threshold`` px per px
 contours of the seed's phantoms, the rim of a lens). Printed per pair and as medians: the
 share of pixels at edges, the share of the squared displacement error they hold, and the rms
 error (px) at edges and elsewhere; 8 px border dropped.
+
+Then what the images themselves can tell there: the photometric residual
+``sample / m - T * reference(x - d) / m`` (``m`` the reference's local mean, Gaussian of 12 px;
+``T`` the true transmission; cubic interpolation) at the edges, with the true field and with
+SPINNet's. Where the truth leaves almost as large a residual as the network's answer, an
+estimator that compares the two images pixel by pixel cannot find the truth there.
 """
 from __future__ import annotations
 
@@ -18,8 +24,22 @@ import numpy as np
 from scipy import ndimage
 
 
-def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, border: int = 8) -> dict:
-    """Squared-error split between edge and smooth pixels for one pair (see the module docstring)."""
+def photometric_residual(reference, sample, transmission, dx, dy, sigma: float = 12.0) -> np.ndarray:
+    """``sample / m - transmission * reference(y - dy, x - dx) / m`` (H, W), ``m`` the reference's
+    Gaussian local mean (``sigma`` px): 0 where the forward model with this field explains the sample."""
+    reference = np.asarray(reference, np.float64)
+    m = np.maximum(ndimage.gaussian_filter(reference, sigma, mode="reflect"), 1e-12)
+    yy, xx = np.mgrid[: reference.shape[0], : reference.shape[1]].astype(np.float64)
+    moved = ndimage.map_coordinates(reference / m, [yy - dy, xx - dx], order=3, mode="reflect")
+    return np.asarray(sample, np.float64) / m - transmission * moved
+
+
+def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, border: int = 8,
+                transmission=None) -> dict:
+    """Squared-error split between edge and smooth pixels for one pair (see the module docstring);
+    with ``transmission`` (the truth) also the rms photometric residual at edges with the true
+    field (``photo_edge_truth``; ``photo_smooth_truth`` away from the edges) and with SPINNet's
+    (``photo_edge_net``)."""
     from spinnet_lite import reconstruct
 
     r = reconstruct(reference, sample, **({"model": model} if model is not None else {}))
@@ -27,11 +47,18 @@ def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, 
     steep = (np.hypot(*np.gradient(dx)) + np.hypot(*np.gradient(dy))) > threshold
     edge = ndimage.binary_dilation(steep, iterations=2)
     inner = (slice(border, -border), slice(border, -border))
-    e2, edge = e2[inner], edge[inner]
-    return {"edge_pixels": float(edge.mean()),
-            "edge_error_share": float(e2[edge].sum() / max(e2.sum(), 1e-30)),
-            "rmse_edge": float(np.sqrt(e2[edge].mean())) if edge.any() else float("nan"),
-            "rmse_smooth": float(np.sqrt(e2[~edge].mean())) if (~edge).any() else float("nan")}
+    e2, edge_in = e2[inner], edge[inner]
+    out = {"edge_pixels": float(edge_in.mean()),
+           "edge_error_share": float(e2[edge_in].sum() / max(e2.sum(), 1e-30)),
+           "rmse_edge": float(np.sqrt(e2[edge_in].mean())) if edge_in.any() else float("nan"),
+           "rmse_smooth": float(np.sqrt(e2[~edge_in].mean())) if (~edge_in).any() else float("nan")}
+    if transmission is not None:
+        for name, (fx, fy) in (("truth", (dx, dy)), ("net", (r.dx.values, r.dy.values))):
+            res = photometric_residual(reference, sample, transmission, fx, fy)[inner]
+            out[f"photo_edge_{name}"] = float(np.sqrt(np.mean(res[edge_in] ** 2))) if edge_in.any() else float("nan")
+            if name == "truth":
+                out["photo_smooth_truth"] = float(np.sqrt(np.mean(res[~edge_in] ** 2))) if (~edge_in).any() else float("nan")
+    return out
 
 
 def main(argv=None) -> None:
@@ -48,16 +75,23 @@ def main(argv=None) -> None:
 
         model = load_checkpoint(args.checkpoint)
     rows = []
-    print(f"{'pair':>4} {'kind':<11} {'edge px':>8} {'error share':>12} {'rmse edge':>10} {'rmse smooth':>12}")
+    print(f"{'pair':>4} {'kind':<11} {'edge px':>8} {'error share':>12} {'rmse edge':>10} {'rmse smooth':>12} "
+          f"{'photo truth':>12} {'photo net':>10}")
     for i, ds in enumerate(heldout_pairs(args.n)):
         row = edge_errors(ds["reference"].values, ds["sample"].values, ds["dx"].values, ds["dy"].values, model,
-                          args.threshold)
+                          args.threshold, transmission=ds["transmission"].values)
+        row["photo_gain"] = row["photo_edge_net"] / row["photo_edge_truth"] - 1.0
         rows.append(row)
         print(f"{i:>4} {ds.attrs.get('kind', '?'):<11} {row['edge_pixels']:>8.2f} {row['edge_error_share']:>12.2f} "
-              f"{row['rmse_edge']:>10.3f} {row['rmse_smooth']:>12.3f}")
+              f"{row['rmse_edge']:>10.3f} {row['rmse_smooth']:>12.3f} {row['photo_edge_truth']:>12.4f} "
+              f"{row['photo_edge_net']:>10.4f}")
     med = {k: float(np.nanmedian([r[k] for r in rows])) for k in rows[0]}
     print(f"median: {med['edge_pixels']:.2f} of the pixels are at edges and hold {med['edge_error_share']:.2f} of "
           f"the squared error; rms {med['rmse_edge']:.3f} px there, {med['rmse_smooth']:.3f} px elsewhere")
+    gains = [r["photo_gain"] for r in rows]
+    print(f"photometric residual at edges: {med['photo_edge_truth']:.4f} with the true field (elsewhere "
+          f"{med['photo_smooth_truth']:.4f}), {med['photo_edge_net']:.4f} with SPINNet's (medians); SPINNet's is larger by "
+          f"{100 * np.nanmedian(gains):.1f} % (median; {100 * np.nanmin(gains):.1f} to {100 * np.nanmax(gains):.1f} %)")
 
 
 if __name__ == "__main__":
