@@ -1,20 +1,12 @@
 """tools/edge_probe.py: where the held-out error sits, and what the images can tell there."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-PATH = Path(__file__).resolve().parents[1] / "tools" / "edge_probe.py"
-
 
 @pytest.fixture(scope="module")
-def probe():
-    spec = importlib.util.spec_from_file_location("edge_probe", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe(load_tool):
+    return load_tool("edge_probe")
 
 
 def test_photometric_residual_vanishes_for_the_true_field_only(probe):

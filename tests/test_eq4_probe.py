@@ -1,19 +1,11 @@
 """tools/eq4_probe.py: the diagnostics behind the README's Eq. 4 failure analysis."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "tools" / "eq4_probe.py"
-
 
 @pytest.fixture(scope="module")
-def probe():
-    spec = importlib.util.spec_from_file_location("eq4_probe", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe(load_tool):
+    return load_tool("eq4_probe")
 
 
 def _fields(seed=0, size=64):

@@ -11,7 +11,7 @@ share of pixels at edges, the share of the squared displacement error they hold,
 error (px) at edges and elsewhere; 8 px border dropped.
 
 Then what the images themselves can tell there: the photometric residual
-``sample / m - T * reference(x - d) / m`` (``m`` the reference's local mean, Gaussian of 12 px;
+``sample / m - T * (reference / m)(x - d)`` (``m`` the reference's local mean, Gaussian of 12 px;
 ``T`` the true transmission; cubic interpolation) at the edges, with the true field and with
 SPINNet's. Where the truth leaves almost as large a residual as the network's answer, an
 estimator that compares the two images pixel by pixel cannot find the truth there.
@@ -25,13 +25,18 @@ from scipy import ndimage
 
 
 def photometric_residual(reference, sample, transmission, dx, dy, sigma: float = 12.0) -> np.ndarray:
-    """``sample / m - transmission * reference(y - dy, x - dx) / m`` (H, W), ``m`` the reference's
-    Gaussian local mean (``sigma`` px): 0 where the forward model with this field explains the sample."""
+    """``sample / m - transmission * (reference / m)(y - dy, x - dx)`` (H, W), ``m`` the reference's
+    Gaussian local mean (``sigma`` px): ~0 where the forward model with this field explains the sample
+    (exactly 0 but for the change of ``m`` over the shift)."""
     reference = np.asarray(reference, np.float64)
     m = np.maximum(ndimage.gaussian_filter(reference, sigma, mode="reflect"), 1e-12)
     yy, xx = np.mgrid[: reference.shape[0], : reference.shape[1]].astype(np.float64)
     moved = ndimage.map_coordinates(reference / m, [yy - dy, xx - dx], order=3, mode="reflect")
     return np.asarray(sample, np.float64) / m - transmission * moved
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
 
 
 def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, border: int = 8,
@@ -48,16 +53,15 @@ def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, 
     edge = ndimage.binary_dilation(steep, iterations=2)
     inner = (slice(border, -border), slice(border, -border))
     e2, edge_in = e2[inner], edge[inner]
+    error = np.sqrt(e2)
     out = {"edge_pixels": float(edge_in.mean()),
            "edge_error_share": float(e2[edge_in].sum() / max(e2.sum(), 1e-30)),
-           "rmse_edge": float(np.sqrt(e2[edge_in].mean())) if edge_in.any() else float("nan"),
-           "rmse_smooth": float(np.sqrt(e2[~edge_in].mean())) if (~edge_in).any() else float("nan")}
+           "rmse_edge": _rms(error[edge_in]), "rmse_smooth": _rms(error[~edge_in])}
     if transmission is not None:
-        for name, (fx, fy) in (("truth", (dx, dy)), ("net", (r.dx.values, r.dy.values))):
-            res = photometric_residual(reference, sample, transmission, fx, fy)[inner]
-            out[f"photo_edge_{name}"] = float(np.sqrt(np.mean(res[edge_in] ** 2))) if edge_in.any() else float("nan")
-            if name == "truth":
-                out["photo_smooth_truth"] = float(np.sqrt(np.mean(res[~edge_in] ** 2))) if (~edge_in).any() else float("nan")
+        truth = photometric_residual(reference, sample, transmission, dx, dy)[inner]
+        net = photometric_residual(reference, sample, transmission, r.dx.values, r.dy.values)[inner]
+        out.update(photo_edge_truth=_rms(truth[edge_in]), photo_smooth_truth=_rms(truth[~edge_in]),
+                   photo_edge_net=_rms(net[edge_in]))
     return out
 
 
