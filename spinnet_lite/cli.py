@@ -353,9 +353,12 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
-        checkpoint = Path(args.out) / "checkpoint.pt" if args.command == "train" else None
+        checkpoint = None
+        if args.command == "train":  # training keeps its last epoch's checkpoint on purpose
+            from .train import CHECKPOINT_NAME
+
+            checkpoint = Path(args.out) / CHECKPOINT_NAME
         if checkpoint is not None and checkpoint.is_file():
-            # training saves a checkpoint after every epoch, atomically: it is what a run leaves on purpose
             print(f"{prefix}: {what}; {checkpoint} keeps the last finished epoch (add --resume to the same "
                   "command to continue)", file=sys.stderr)
         else:

@@ -341,6 +341,9 @@ def _save_state(path: Path, model, optimizer, cfg, stage, epoch, step, history, 
     save_torch(state, path)
 
 
+#: The file of a run folder that a run resumes from (written after every epoch, atomically).
+CHECKPOINT_NAME = "checkpoint.pt"
+
 #: What a resumable ``checkpoint.pt`` holds besides the config and the weights.
 _STATE_KEYS = ("optimizer", "train_config", "stage", "epoch", "step", "history", "elapsed_s")
 
@@ -420,7 +423,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
     """
     _check_train_args(cfg, out_dir, resume)
     out_dir = Path(out_dir)
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt_path = out_dir / CHECKPOINT_NAME
     if out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
         raise ValueError(f"{out_dir}: holds an earlier run; pass --resume to continue it or --overwrite to start again")
     if resume and not ckpt_path.exists():

@@ -9,9 +9,9 @@ here a simulated membrane (a diffuser of 3 px grain and 6 % rms visibility unles
 and ``--visibility`` say otherwise, 10^4 photons/px, its noise included) is moved by a uniform
 shift of 0.08-4 px (Fourier shift, random direction) and by a smooth 3 px bump (cubic-spline
 warp), and the "sample" gets 1 % fresh noise. The speckle is therefore never re-simulated: the
-sample is an interpolated copy of the noisy reference, as with a real reference. Printed: the rms error of dx and dy (px, per component, 24 px border
-dropped) of SPINNet and XST (search max(6, 1.25 x shift + 2) px) through ``reconstruct``, one
-row per case and seed, and their ratio.
+sample is an interpolated copy of the noisy reference, as with a real reference. Printed: the
+rms error of dx and dy (px, per component, 24 px border dropped) of SPINNet and XST (search
+max(6, 1.25 x shift + 2) px) through ``reconstruct``, one row per case and seed, and their ratio.
 """
 from __future__ import annotations
 

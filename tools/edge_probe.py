@@ -35,8 +35,9 @@ def photometric_residual(reference, sample, transmission, dx, dy, sigma: float =
     return np.asarray(sample, np.float64) / m - transmission * moved
 
 
-def _rms(values: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
+def _root_mean(squares: np.ndarray) -> float:
+    """sqrt(mean(squares)); NaN for none."""
+    return float(np.sqrt(squares.mean())) if squares.size else float("nan")
 
 
 def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, border: int = 8,
@@ -53,15 +54,14 @@ def edge_errors(reference, sample, dx, dy, model=None, threshold: float = 0.05, 
     edge = ndimage.binary_dilation(steep, iterations=2)
     inner = (slice(border, -border), slice(border, -border))
     e2, edge_in = e2[inner], edge[inner]
-    error = np.sqrt(e2)
     out = {"edge_pixels": float(edge_in.mean()),
            "edge_error_share": float(e2[edge_in].sum() / max(e2.sum(), 1e-30)),
-           "rmse_edge": _rms(error[edge_in]), "rmse_smooth": _rms(error[~edge_in])}
+           "rmse_edge": _root_mean(e2[edge_in]), "rmse_smooth": _root_mean(e2[~edge_in])}
     if transmission is not None:
-        truth = photometric_residual(reference, sample, transmission, dx, dy)[inner]
-        net = photometric_residual(reference, sample, transmission, r.dx.values, r.dy.values)[inner]
-        out.update(photo_edge_truth=_rms(truth[edge_in]), photo_smooth_truth=_rms(truth[~edge_in]),
-                   photo_edge_net=_rms(net[edge_in]))
+        truth = photometric_residual(reference, sample, transmission, dx, dy)[inner] ** 2
+        net = photometric_residual(reference, sample, transmission, r.dx.values, r.dy.values)[inner] ** 2
+        out.update(photo_edge_truth=_root_mean(truth[edge_in]), photo_smooth_truth=_root_mean(truth[~edge_in]),
+                   photo_edge_net=_root_mean(net[edge_in]))
     return out
 
 

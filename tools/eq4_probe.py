@@ -38,8 +38,9 @@ def half_resolution(fields: dict) -> dict:
 
 def best_gain(pred: dict, truth: dict, border: int = 8) -> float:
     """The scale ``a`` minimising ``|a * (dx, dy) - (dx, dy)_truth|^2`` over the cropped image."""
-    p, g = (np.concatenate([a.ravel() for a in arrays])
-            for arrays in zip(*(_pair(pred, truth, k, border) for k in ("dx", "dy"))))
+    pairs = [_pair(pred, truth, k, border) for k in ("dx", "dy")]  # (prediction, truth) per map
+    p = np.concatenate([mine.ravel() for mine, _ in pairs])
+    g = np.concatenate([true.ravel() for _, true in pairs])
     norm = float(p @ p)
     return float(p @ g) / norm if norm > 0 else 1.0
 
