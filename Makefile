@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 clean
 
 setup: $(VENV)/.installed
 
@@ -82,11 +82,23 @@ cpu-lite2: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu --init-from runs/lite-cpu/model.pt --out runs/lite-cpu7 --minutes 105 --seed 5 --lr 4e-5 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-cpu7 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
-# Eighth segment (the bundled weights): the same preset once more from the seventh's weights,
+# Eighth segment: the same preset once more from the seventh's weights,
 # fresh pairs (seed 6), 108 minutes on this 2-core CPU, then bundle.
 cpu-lite3: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu --init-from runs/lite-cpu7/model.pt --out runs/lite-cpu8 --minutes 108 --seed 6 --lr 4e-5 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-cpu8 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+# Ninth segment: on one GPU from the eighth's weights (lite-gpu2: lite-gpu's batches at half its
+# peak lr, a moving average, diffuser grains down to 1 px; 7.5 minutes on an H100), then bundle.
+gpu-lite2: setup
+	$(PY) -m spinnet_lite train --preset lite-gpu2 --init-from runs/lite-cpu8/model.pt --out runs/lite-gpu9 --minutes 7.5 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-gpu9 --previous spinnet_lite/weights/lite.json --overwrite
+
+# Tenth segment (the bundled weights): the ninth's preset from its weights, fresh pairs (seed 8),
+# peak lr 3e-5, 3 minutes on an H100, then bundle with the operating-range sweeps.
+gpu-lite3: setup
+	$(PY) -m spinnet_lite train --preset lite-gpu2 --init-from runs/lite-gpu9/model.pt --out runs/lite-gpu10 --minutes 3 --lr 3e-5 --seed 8 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-gpu10 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -271,14 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
     p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "lite-gpu",
-                                        "lite-cpu", "full"),
+                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "full"),
                    default="lite",
                    help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
                         "shifts to 16 px), from --init-from the bundled weights; lite-subpixel: the next segment "
                         "(a quarter of the pairs with sub-pixel fields, loss floor 0.05 px^2); lite-gpu: the "
                         "fifth, for a GPU (batches of 16, 14 data workers, cosine lr over --minutes); lite-cpu: the "
-                        "sixth, for a 2-core CPU (batches of 4, cosine lr, a moving average of the weights)")
+                        "sixth, for a 2-core CPU (batches of 4, cosine lr, a moving average of the weights); "
+                        "lite-gpu2: the ninth, for a GPU (lite-gpu's batches with a moving average, diffuser "
+                        "grains down to 1 px); lite-cpu2: the eleventh, lite-cpu with those grains")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")
@@ -293,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_non_negative_int,
                    help="data-loader worker processes (default: the preset's; 1 for the CPU presets)")
     p.add_argument("--threads", type=_positive_int, help="torch threads")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the preset's; cpu but for lite-gpu)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the preset's; cpu but for lite-gpu and lite-gpu2)")
     p.add_argument("--lr-schedule", choices=("step", "cosine"),
                    help="step: halve the lr every few epochs; cosine: decay it over the time budget "
                         "(default: the preset's)")

@@ -1,6 +1,7 @@
 """Staged training: a few steps run, the history is kept, resume and overwrite rules hold."""
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -311,3 +312,17 @@ class TestTrainingDistribution:
                 PairSpec(small_shifts_px=bad)
         with pytest.raises(ValueError, match="small_shift_fraction"):
             PairSpec(small_shift_fraction=-0.1)
+
+
+def test_fine_grain_presets_change_only_what_they_say():
+    """The ninth and eleventh segments' presets: the fifth's / sixth's settings with diffuser
+    grains down to 1 px (and their own seed, peak lr and, on the GPU, a moving average)."""
+    gpu, gpu2 = preset_config("lite-gpu", device="cpu"), preset_config("lite-gpu2", device="cpu")
+    cpu, cpu2 = preset_config("lite-cpu"), preset_config("lite-cpu2")
+    assert gpu.spec.grains == cpu.spec.grains == (1.5, 6.0)
+    assert gpu2.spec.grains == cpu2.spec.grains == (1.0, 6.0)
+    assert (gpu2.batch_size, gpu2.workers, gpu2.ema_decay, gpu2.seed, gpu2.lr) == (gpu.batch_size, gpu.workers, 0.998, 7, 1e-4)
+    assert (cpu2.batch_size, cpu2.ema_decay, cpu2.seed, cpu2.lr) == (cpu.batch_size, cpu.ema_decay, 9, 3e-5)
+    assert replace(cpu2.spec, grains=cpu.spec.grains) == cpu.spec
+    assert replace(gpu2.spec, grains=gpu.spec.grains) == gpu.spec
+

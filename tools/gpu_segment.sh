@@ -9,12 +9,14 @@
 # RESUME=RUN_FOLDER continues an unfinished run (its checkpoint.pt, e.g. one stopped by a time
 # limit; a finished run has nothing left to run) instead, MINUTES then being the run's
 # total budget; LIMIT_S caps the training command's seconds (default MINUTES * 60 + 150).
+# PRESET names the training preset (default lite-gpu; lite-gpu2 for the ninth segment).
 # EXTRA adds train options (a dry run on a CPU: EXTRA="--device cpu --workers 2 --epoch-pairs 32").
 # The machine has PyTorch but not h5netcdf: a wheel of it in .whl/ is installed first when there.
 set -u -o pipefail
 MINUTES=${1:?usage: tools/gpu_segment.sh MINUTES [INIT_WEIGHTS]}
 INIT=${2:-spinnet_lite/weights/lite.pt}
 OUT=${OUT:-runs/lite-gpu-out}
+PRESET=${PRESET:-lite-gpu}
 RUN=/tmp/lite-gpu-run
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -34,13 +36,13 @@ FROM=(--init-from "$INIT")
 if [ -n "${RESUME:-}" ]; then
   mkdir -p "$RUN" && cp "$RESUME/checkpoint.pt" "$RUN/" && FROM=(--resume)
 fi
-timeout "${LIMIT_S:-$(( ${MINUTES%.*} * 60 + 150 ))}" python3 -m spinnet_lite train --preset lite-gpu "${FROM[@]}" --out "$RUN" \
+timeout "${LIMIT_S:-$(( ${MINUTES%.*} * 60 + 150 ))}" python3 -m spinnet_lite train --preset "$PRESET" "${FROM[@]}" --out "$RUN" \
   --minutes "$MINUTES" --no-progress ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
 rc=$?
 if [ $rc -ne 0 ] && [ -z "${RESUME:-}" ] && [ $(( $(date +%s) - start )) -lt 120 ]; then
   # a start-up failure (e.g. shared memory): once more with fewer workers and a shorter budget
   echo "train failed early (rc $rc): again with 6 workers" | tee -a "$OUT/train.log"
-  timeout $(( ${MINUTES%.*} * 60 + 30 )) python3 -m spinnet_lite train --preset lite-gpu --init-from "$INIT" --out "$RUN" \
+  timeout $(( ${MINUTES%.*} * 60 + 30 )) python3 -m spinnet_lite train --preset "$PRESET" --init-from "$INIT" --out "$RUN" \
     --minutes "$(python3 -c "print(max(float('$MINUTES') - 2.5, 1))")" --overwrite --no-progress ${EXTRA:-} --workers 6 2>&1 \
     | tee -a "$OUT/train.log"
   rc=$?
