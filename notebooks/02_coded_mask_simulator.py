@@ -202,8 +202,9 @@ display(widget)
 #
 # A coded mask is one way to make speckle; users also have random **diffusers**: a membrane, a
 # sheet of sandpaper, a stack of filter paper. These are random phase screens (with a little
-# absorption): their speckle has no cell structure, a grain of 1.5–6 px, and often a low
-# visibility. `simulate_pair` makes both:
+# absorption): their speckle has no cell structure, a grain of a few pixels (the training
+# draws 1.5–6 px, 1–6 px from the ninth segment on), and often a low visibility.
+# `simulate_pair` makes both:
 #
 # * `speckle="mask"` with any `pitch`, fractional too: the seed's 2 µm and 5 µm features at
 #   0.65 µm pixels are pitches of 3.08 and 7.7 px, and the mask is drawn on the fine grid;

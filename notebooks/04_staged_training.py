@@ -51,13 +51,13 @@
 #   budget is shared out between the stages, each ending at its share or its epoch count.
 # * **Learning rate** — seed: Adam at 1e-4, halved on a fixed schedule. Here a higher rate,
 #   scaled down for stages 2-3: at 1e-4 nothing moved within a CPU budget (README, *Training*).
-#   The last two segments of the bundled weights (the first on a GPU, where the steps a time
-#   budget buys are not known in advance) decay the rate along a cosine of the time spent
-#   instead, after a short warm-up.
-# * **Weights kept** — the seed keeps the weights of its last step. The last segment here
-#   keeps an exponential moving average of them over the run (`TrainConfig.ema_decay`, about
-#   the last 500 steps), which measured slightly better on the held-out set than the last
-#   step's (README, *Training*).
+#   The segments of the bundled weights from the fifth on (the first on a GPU, where the steps
+#   a time budget buys are not known in advance) decay the rate along a cosine of the time
+#   spent instead, after a short warm-up.
+# * **Weights kept** — the seed keeps the weights of its last step. The segments here from the
+#   sixth on keep an exponential moving average of them over the run (`TrainConfig.ema_decay`,
+#   about the last 500 steps), which measured slightly better on the held-out set than the
+#   last step's (README, *Training*).
 # * **Loss** — seed: Eq. 4. Here Eq. 4 at every pyramid level with the project's own level
 #   weights (adapted from PWC-Net, not the seed's), a floor under each denominator so that a
 #   pair with almost no displacement cannot dominate a batch, and gradient-norm clipping.

@@ -83,15 +83,10 @@ def test_record_rows_are_reproduced(pairs):
         assert pair_error(result, pair, border=8) == pytest.approx(recorded, rel=1e-3)
 
 
-def test_bundling_keeps_what_training_segments_reads():
+def test_bundling_keeps_what_training_segments_reads(load_tool):
     """tools/bundle_weights.add_lineage: a bundled record as the previous one keeps every run's
     device and kind of weights (the moving average of the last run stays one in the lineage)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "bundle_weights.py"
-    spec = importlib.util.spec_from_file_location("bundle_weights", path)
-    bundle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundle)
+    bundle = load_tool("bundle_weights")
     previous = pretrained_record()
     new = {"command": "python -m spinnet_lite train --preset tiny", "training_time_s": 60.0, "steps": 5}
     bundle.add_lineage(new, previous)
@@ -99,3 +94,30 @@ def test_bundling_keeps_what_training_segments_reads():
     assert after[:len(before)] == before and after[-1]["command"] == "train --preset tiny"
     assert new["total_training_time_s"] == pytest.approx(
         previous.get("total_training_time_s", previous["training_time_s"]) + 60.0, abs=0.1)
+
+
+def test_speed_only_replaces_the_speed_entry_alone(load_tool, tmp_path, monkeypatch, capsys):
+    """tools/bundle_weights.py --speed-only: the bundled record keeps everything but its speed,
+    which is measured again on the bundled weights; a run folder with it is refused."""
+    bundle = load_tool("bundle_weights")
+    weights = Path(__file__).resolve().parents[1] / "spinnet_lite" / "weights"
+    (tmp_path / "lite.pt").write_bytes((weights / "lite.pt").read_bytes())
+    record = {"command": "train", "evaluation": {"summary": 1}, "speed": {"speedup": 8.6}}
+    (tmp_path / "lite.json").write_text(json.dumps(record))
+    measured = []
+
+    def fake_speed(model):
+        measured.append(sum(p.numel() for p in model.parameters()))
+        return {"spinnet_s": 0.1, "xst_s": 1.0, "speedup": 10.0, "paths": {}, "command": "x"}
+
+    monkeypatch.setattr(bundle, "WEIGHTS", tmp_path)
+    monkeypatch.setattr(bundle, "measure_speed", fake_speed)
+    assert bundle.main(["--speed-only"]) == 0
+    after = json.loads((tmp_path / "lite.json").read_text())
+    assert measured == [sum(p.numel() for p in load_pretrained().parameters())]
+    assert after["speed"]["speedup"] == 10.0 and "--speed-only" in after["speed"]["command"]
+    assert {k: v for k, v in after.items() if k != "speed"} == {k: v for k, v in record.items() if k != "speed"}
+    assert "ratio 10.0x" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bundle.main(["runs/x", "--speed-only"])
+

@@ -315,8 +315,9 @@ class TestTrainingDistribution:
 
 
 def test_fine_grain_presets_change_only_what_they_say():
-    """The ninth and eleventh segments' presets: the fifth's / sixth's settings with diffuser
-    grains down to 1 px (and their own seed, peak lr and, on the GPU, a moving average)."""
+    """lite-gpu2 (the ninth and tenth segments) and lite-cpu2: lite-gpu's / lite-cpu's settings
+    with diffuser grains down to 1 px (and their own seed, peak lr and, on the GPU, a moving
+    average)."""
     gpu, gpu2 = preset_config("lite-gpu", device="cpu"), preset_config("lite-gpu2", device="cpu")
     cpu, cpu2 = preset_config("lite-cpu"), preset_config("lite-cpu2")
     assert gpu.spec.grains == cpu.spec.grains == (1.5, 6.0)
