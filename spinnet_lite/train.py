@@ -115,6 +115,11 @@ _LITE_CONTINUE = dict(preset="lite", patch=256, batch_size=2, epoch_pairs=64, va
 _LITE_SUBPIXEL = {**_LITE_CONTINUE, "halve_every": 60, "lr": 1e-4, "loss_eps": 0.05, "seed": 2,
                   "spec": replace(_LITE_CONTINUE["spec"], small_shift_fraction=0.25)}
 
+_LITE_GPU = {**_LITE_SUBPIXEL, "batch_size": 16, "epoch_pairs": 4096, "val_pairs": 64, "lr": 2e-4,
+             "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False,
+             "seed": 3, "threads": None, "workers": 14, "device": "cuda", "stage_epochs": (0, 0, 100_000),
+             "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)}
+
 _LITE_CPU = {**_LITE_SUBPIXEL, "batch_size": 4, "epoch_pairs": 64, "lr": 6e-5, "lr_schedule": "cosine",
              "lr_floor": 0.1, "warmup_steps": 100, "recalibrate_bn": False, "seed": 4, "ema_decay": 0.998,
              "stage_epochs": (0, 0, 100_000), "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)}
@@ -152,10 +157,7 @@ PRESETS = {
     # 16 pairs, a warm-up over the first 200 steps, a cosine lr decay over the time budget (the
     # steps a budget buys are not known before the run starts), and the BatchNorm statistics of
     # the weights it starts from kept as they are (segments 2-4 re-estimated them first).
-    "lite-gpu": {**_LITE_SUBPIXEL, "batch_size": 16, "epoch_pairs": 4096, "val_pairs": 64, "lr": 2e-4,
-                 "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False,
-                 "seed": 3, "threads": None, "workers": 14, "device": "cuda", "stage_epochs": (0, 0, 100_000),
-                 "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)},
+    "lite-gpu": _LITE_GPU,
     # The sixth segment, for this 2-core CPU (about 100 minutes): the fifth's distribution and
     # schedule at the batch size of the CPU segments, a lower peak lr (the fifth ended at 1e-5),
     # and an exponential moving average of the weights (decay 0.998: about the last 500 steps),
@@ -166,10 +168,8 @@ PRESETS = {
     # 4e-6), with the moving average of the CPU segments, fresh pairs (seed 7), and diffuser grains
     # down to 1.0 px (a membrane finer than the 1.5 px trained so far was the weak spot of the
     # applied-shift probe: 0.82-1.61x XST where coarser ones give 0.33-0.89x).
-    "lite-gpu2": {**_LITE_SUBPIXEL, "batch_size": 16, "epoch_pairs": 4096, "val_pairs": 64, "lr": 1e-4,
-                  "lr_schedule": "cosine", "lr_floor": 0.05, "warmup_steps": 200, "recalibrate_bn": False,
-                  "seed": 7, "threads": None, "workers": 14, "device": "cuda", "stage_epochs": (0, 0, 100_000),
-                  "ema_decay": 0.998, "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128, grains=(1.0, 6.0))},
+    "lite-gpu2": {**_LITE_GPU, "lr": 1e-4, "seed": 7, "ema_decay": 0.998,
+                  "spec": replace(_LITE_GPU["spec"], grains=(1.0, 6.0))},
     # An eleventh segment, for this 2-core CPU (about 100 minutes): lite-cpu's batches and
     # schedule with the ninth's distribution (diffuser grains down to 1.0 px), a lower peak lr,
     # fresh pairs (seed 9). Tried from the tenth's weights for 95 minutes (4448 steps): held-out

@@ -42,7 +42,8 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", help="SPINNet checkpoint (default: the bundled weights)")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--grain", type=float, default=3.0,
-                   help="diffuser grain of the simulator, px (training: 1.5-6; metrics.grain_size_px measures "
+                   help="diffuser grain of the simulator, px (training: 1.5-6, 1-6 from the ninth segment on; "
+                        "metrics.grain_size_px measures "
                         "2.0 / 2.3 / 2.5 / 2.9 / 4.4 px for 1 / 1.5 / 2 / 3 / 6 at its detector blur)")
     p.add_argument("--visibility", type=float, default=0.06, help="rms contrast of the reference (default 0.06)")
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12], help="simulator seeds of the references")

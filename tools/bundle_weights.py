@@ -56,6 +56,11 @@ def add_lineage(record: dict, previous: dict) -> None:
                                             + float(record.get("training_time_s") or 0), 1)
 
 
+def record_json(record: dict) -> str:
+    """The bundled record as JSON text (NaN written as null, anything else unknown as its str)."""
+    return json.dumps(record, indent=2, default=lambda o: None if o != o else str(o))
+
+
 def measure_speed(model) -> dict:
     """512 px rows of ``benchmarks/speed.py`` (3 repeats): reconstruct's defaults against XST."""
     rows = _bench("speed").speed(512, model, 3)
@@ -74,7 +79,7 @@ def refresh_speed(name: str) -> dict:
     speed = measure_speed(load_checkpoint(WEIGHTS / f"{name}.pt"))
     speed["command"] = "python tools/bundle_weights.py --speed-only (benchmarks/speed.py, 512 px rows)"
     record["speed"] = speed
-    write_text(record_path, json.dumps(record, indent=2, default=lambda o: None if o != o else str(o)))
+    write_text(record_path, record_json(record))
     return speed
 
 
@@ -136,7 +141,7 @@ def main(argv=None) -> int:
 
     write_bytes(targets["pt"], model_path.read_bytes())  # atomic: an interrupted bundle leaves the old weights
     write_bytes(targets["history"], (args.run / "history.csv").read_bytes())
-    write_text(targets["json"], json.dumps(record, indent=2, default=lambda o: None if o != o else str(o)))
+    write_text(targets["json"], record_json(record))
     s, x = summary["spinnet"], summary["xst"]
     print(f"bundled {targets['pt']} ({targets['pt'].stat().st_size / 1e6:.1f} MB)")
     print(f"median displacement RMSE: spinnet {s['median_displacement_rmse']:.4f} px, xst {x['median_displacement_rmse']:.4f} px; "
