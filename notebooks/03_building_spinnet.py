@@ -57,7 +57,10 @@
 # >     local mean and local contrast (a Gaussian window, section 2), where the seed divides
 # >     both by the reference's mean;
 # >   - **the lite preset**: narrower channels, $N = 3$, and the pyramid starts at level 4
-# >     instead of 6 (section 5 shows why the reach is still enough).
+# >     instead of 6 (section 5 shows why the reach is still enough);
+# >   - **an image warp at level 2** (`lite`): the prop-layer of the finest level warps the
+# >     reference image at full resolution and takes its level-2 features, instead of warping
+# >     the level-2 features (section 4 shows why).
 # >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
 # >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
 # >     exposures) is found by correlation and taken out before the network runs; where the
@@ -96,7 +99,7 @@ import torch
 from spinnet_lite import Geometry, load_pretrained, nbtools, plots, simulate_pair
 from spinnet_lite.data import to_tensors
 from spinnet_lite.model import SPINNet, cost_volume, get_config, inverse_warp, multilevel_loss, pair_error, \
-    shift_of_channel
+    shift_of_channel, warp
 from spinnet_lite.model.blocks import green_block, yellow_block
 from spinnet_lite.model.cost_volume import channel_of_shift
 from spinnet_lite.model.normalize import normalize_pair
@@ -293,6 +296,46 @@ for ax, (img, title, cmap, vlim) in zip(axes, panels):
     fig.colorbar(im, ax=ax, shrink=0.85)
 fig.suptitle(f"The prop-layer's warp undoes a known shift (64 x 64 px crop); shift left: {warp_error:.3f} px")
 lesson.savefig(fig, "warp_residual.png")
+
+# %% [markdown]
+# **Where to warp at the finest level.** The seed warps each level's *features*. At level 2
+# (half resolution) a speckle of 2-6 px is only 1-3 feature pixels across, close to the
+# Nyquist limit, and a bilinear read there both blurs it and moves it by an amount that depends
+# on the sub-pixel phase of the shift: a bias with a period of one level-2 pixel (2 px). The
+# `lite` network (this project's deviation, `config.image_warp_levels`) therefore warps the
+# normalised reference *image* at full resolution at level 2 and takes the level-2 features of
+# that; the read is bilinear on the image upsampled 2x with cubic midpoints
+# (`warp(..., mode="oversampled")`), which moves a speckle near the pixel pitch without that
+# phase-dependent shift. Below, the reference average-pooled 2x stands in for level-2 features:
+# the truth is the pooled image of the simulator's shift, and we compare the two ways of
+# reaching it, for shifts along x over one level-2 pixel.
+
+# %%
+def pool2(image):
+    """(1, 1, H, W) -> the 2 x 2 average, (1, 1, H/2, W/2): a stand-in for level-2 content."""
+    return torch.nn.functional.avg_pool2d(image, 2)
+
+
+phase_shifts = np.arange(0.25, 2.0, 0.25)  # full-resolution px along x; 2 px is one level-2 pixel
+level2_errors = {"features (seed)": [], "image (lite)": []}
+for s in phase_shifts:
+    truth = pool2(as_tensor(forward_warp(reference, np.full(reference.shape, s), np.zeros(reference.shape))))
+    d = torch.tensor([s, 0.0]).view(1, 2, 1, 1)
+    ways = {"features (seed)": warp(pool2(as_tensor(reference)), d.expand(1, 2, SIZE // 2, SIZE // 2) / 2),
+            "image (lite)": pool2(warp(as_tensor(reference), d.expand(1, 2, SIZE, SIZE), mode="oversampled"))}
+    for name, estimate in ways.items():  # shift left between the estimate and the truth, full-res px
+        level2_errors[name].append(2 * remaining_shift(estimate[0, 0].numpy(), truth[0, 0].numpy(), 6)[1])
+print("shift (px)        " + " ".join(f"{s:7.2f}" for s in phase_shifts))
+for name, errors in level2_errors.items():
+    print(f"{name:18s}" + " ".join(f"{e:+7.3f}" for e in errors))
+worst = {name: float(np.max(np.abs(e))) for name, e in level2_errors.items()}
+print(f"largest shift error: {worst['features (seed)']:.3f} px warping level-2 features, "
+      f"{worst['image (lite)']:.4f} px warping the image")
+lesson.record(level2_warp_shift_error=level2_errors, level2_warp_phase_shifts=phase_shifts)
+lesson.expect("level2_feature_warp_error_px", worst["features (seed)"], low=0.02,
+              message="a bilinear read at half resolution moves fine speckle by a phase-dependent amount")
+lesson.expect("level2_image_warp_error_px", worst["image (lite)"], high=0.01,
+              message="the oversampled image warp should keep the shift")
 
 # %% [markdown]
 # ## 5 · The 3-D cost volume peaks at the shift

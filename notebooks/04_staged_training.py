@@ -58,6 +58,10 @@
 #   sixth on keep an exponential moving average of them over the run (`TrainConfig.ema_decay`,
 #   about the last 500 steps), which measured slightly better on the held-out set than the
 #   last step's (README, *Training*).
+# * **Network changed between segments** — the twelfth segment fine-tuned the eleventh's
+#   weights in the network whose level-2 prop layer warps the reference image instead of the
+#   level-2 features (notebook 03, section 4). The change adds no weights, so every tensor
+#   carries over; the estimators had to relearn what the sharper warped features look like.
 # * **Loss** — seed: Eq. 4. Here Eq. 4 at every pyramid level with the project's own level
 #   weights (adapted from PWC-Net, not the seed's), a floor under each denominator so that a
 #   pair with almost no displacement cannot dominate a batch, and gradient-norm clipping.

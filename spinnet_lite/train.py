@@ -172,9 +172,10 @@ PRESETS = {
                   "spec": replace(_LITE_GPU["spec"], grains=(1.0, 6.0))},
     # An eleventh segment, for this 2-core CPU (about 100 minutes): lite-cpu's batches and
     # schedule with the ninth's distribution (diffuser grains down to 1.0 px), a lower peak lr,
-    # fresh pairs (seed 9). Tried from the tenth's weights for 95 minutes (4448 steps): held-out
-    # median 0.0468 / 0.0485 px on 24 / 96 pairs against the tenth's 0.0472 / 0.0486, so it was
-    # not bundled.
+    # fresh pairs (seed 9). From the tenth's weights for 95 minutes (4448 steps): held-out
+    # median 0.0468 / 0.0485 px on 24 / 96 pairs against the tenth's 0.0472 / 0.0486 (make
+    # cpu-lite4). The twelfth segment ran it again (seed 10, 45 minutes) in the network with the
+    # level-2 image warp (model config image_warp_levels): 0.0412 / 0.0427 px (make cpu-lite5).
     "lite-cpu2": {**_LITE_CPU, "lr": 3e-5, "seed": 9,
                   "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))},
     # the seed's sizes: for a GPU

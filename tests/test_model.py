@@ -11,6 +11,7 @@ from spinnet_lite.model import (
     SPINNet, SPINNetConfig, channel_of_shift, cost_volume, get_config, inverse_warp, load_checkpoint,
     load_state, multilevel_loss, pair_error, predict, read_checkpoint, save_checkpoint, shift_of_channel, warp,
 )
+from spinnet_lite.model.warp import upsample2_midpoints
 from spinnet_lite.model.blocks import green_block, yellow_block
 from spinnet_lite.model.cost_volume import CostVolume, num_shifts
 from spinnet_lite.model.extractor import FeaturePyramid
@@ -94,6 +95,58 @@ class TestWarp:
         out = warp(img, d)[0, 0].numpy()
         expected = np.roll(img[0, 0].numpy(), (int(dy), int(dx)), axis=(0, 1))  # out(y, x) = img(y - dy, x - dx)
         np.testing.assert_allclose(out[:-2, 3:], expected[:-2, 3:], atol=1e-5)  # float32 grid rounding
+
+    def test_upsample2_midpoints(self):
+        img = speckle(2, 12, 16).double()
+        up = upsample2_midpoints(img)
+        assert up.shape == (2, 1, 24, 32)
+        np.testing.assert_array_equal(up[..., ::2, ::2].numpy(), img.numpy())  # the samples are kept
+        # Catmull-Rom reproduces quadratics: the midpoints of a quadratic ramp are exact
+        y, x = torch.meshgrid(torch.arange(12.0, dtype=torch.float64), torch.arange(16.0, dtype=torch.float64),
+                              indexing="ij")
+        ramp = (0.3 * x**2 - 0.2 * x * y + y)[None, None]
+        yy, xx = torch.meshgrid(torch.arange(24.0, dtype=torch.float64) / 2,
+                                torch.arange(32.0, dtype=torch.float64) / 2, indexing="ij")
+        np.testing.assert_allclose(upsample2_midpoints(ramp)[0, 0, 2:-4, 2:-4].numpy(),
+                                   (0.3 * xx**2 - 0.2 * xx * yy + yy)[2:-4, 2:-4].numpy(), atol=1e-9)
+
+    @pytest.mark.parametrize("shift", [0.25, 0.5, 0.75, 1.25])
+    def test_oversampled_warp_keeps_the_shift(self, shift):
+        """A speckle near the pixel pitch, moved by a sub-pixel shift: the bilinear read shifts
+        it by a few hundredths of a pixel depending on the phase, the oversampled one does not
+        (compared with scipy's cubic spline shift, the same image, the same shift)."""
+        img = speckle(1, 64, 64, seed=3).double()
+        d = torch.tensor([shift, 0.0], dtype=torch.float64)[None, :, None, None].expand(1, 2, 64, 64)
+        truth = ndi.shift(img[0, 0].numpy(), (0.0, shift), order=3, mode="nearest")
+        inner = (slice(8, -8), slice(8, -8))
+        gx = np.gradient(truth, axis=1)[inner].ravel()
+
+        def shift_error(mode):  # the shift of the warped image relative to the truth, px
+            out = warp(img, d, mode=mode)[0, 0].numpy()[inner].ravel()
+            return float(-(gx @ (out - truth[inner].ravel())) / (gx @ gx))
+
+        assert abs(shift_error("oversampled")) < 0.004
+        assert abs(shift_error("oversampled")) < abs(shift_error("bilinear")) or shift == 0.5
+        with pytest.raises(ValueError, match="align_corners"):
+            warp(img, d, align_corners=False, mode="oversampled")
+
+    def test_bicubic_integer_shift_is_exact(self):
+        img = torch.rand(1, 1, 20, 24)
+        d = torch.tensor([3.0, -2.0])[None, :, None, None].expand(1, 2, 20, 24)
+        np.testing.assert_allclose(warp(img, d, mode="bicubic")[..., :-2, 3:], warp(img, d)[..., :-2, 3:], atol=1e-5)
+
+    def test_image_warp_matches_feature_warp_at_whole_level_pixels(self):
+        """Level-2 features of the image moved by 2 px are the level-2 features moved by 1 px:
+        the image warp (full-resolution pixels) and the feature warp (level pixels) agree."""
+        pyramid = FeaturePyramid((4, 8)).eval()
+        img = speckle(1, 64, 64)
+        d_full = torch.tensor([2.0, -4.0])[None, :, None, None].expand(1, 2, 64, 64)
+        with torch.no_grad():
+            from_image = pyramid(warp(img, d_full, mode="oversampled"), last=2)[2]
+            from_features = warp(pyramid(img)[2], d_full[..., ::2, ::2] / 2)
+        inner = (..., slice(4, -4), slice(4, -4))
+        np.testing.assert_allclose(from_image[inner], from_features[inner], atol=1e-5)
+        assert set(pyramid(img, last=2)) == {1, 2}
 
     @pytest.mark.parametrize("dy, dx", [(0.3, -1.7), (-2.25, 0.5), (1.0, 2.6)])
     def test_subpixel_matches_scipy(self, dy, dx):
@@ -196,6 +249,19 @@ class TestConfig:
             SPINNetConfig(last_level=1)
         with pytest.raises(ValueError, match="unknown keys"):
             SPINNetConfig.from_dict({"name": "x", "depth": 3})
+        with pytest.raises(ValueError, match="image_warp_levels"):
+            SPINNetConfig(first_level=4, image_warp_levels=(4,))  # the coarsest level has no warp
+        with pytest.raises(ValueError, match="image_warp_levels"):
+            SPINNetConfig(image_warp_levels=(1,))
+
+    def test_image_warp_levels(self):
+        assert get_config("lite").image_warp_levels == (2,)
+        assert get_config("full").image_warp_levels == ()  # the seed warps features at every level
+        assert get_config("lite", last_level=3).image_warp_levels == (2,)  # the fast variant keeps it, unused
+        # checkpoints written before the field existed load with the seed's feature warp
+        old = get_config("lite").to_dict()
+        del old["image_warp_levels"]
+        assert SPINNetConfig.from_dict(old).image_warp_levels == ()
 
 
 class TestSPINNet:
@@ -266,8 +332,9 @@ class TestSPINNet:
         with pytest.raises(ValueError, match=match):
             tiny(torch.rand(shape_ref), torch.rand(shape_sample))
 
-    def test_gradients_reach_every_part(self):
-        model = SPINNet("tiny")
+    @pytest.mark.parametrize("image_warp_levels", [(), (2, 3)])
+    def test_gradients_reach_every_part(self, image_warp_levels):
+        model = SPINNet(get_config("tiny", image_warp_levels=image_warp_levels))
         ref, sample, d, t = shifted_pair(2)
         loss, _ = multilevel_loss(model(ref, sample, refine=True), d, t)
         loss.backward()

@@ -4,7 +4,8 @@ Presets (:func:`get_config`):
 
 * ``"full"``: the seed's network, pyramid 16-32-64-96-128, heads 128-128-96-64-32, N = 4;
 * ``"lite"`` (default): narrower (pyramid 8-16-32, heads 48-48-32-32-16, N = 3), starting at
-  pyramid level 4 rather than 6, with inputs normalised by local mean and contrast (sigma 12 px);
+  pyramid level 4 rather than 6, with inputs normalised by local mean and contrast (sigma 12 px),
+  and at level 2 the reference image warped at full resolution before its features are taken;
 * ``"tiny"``: a few thousand parameters, for tests and quick notebooks.
 """
 from __future__ import annotations
@@ -29,6 +30,10 @@ class SPINNetConfig:
         input_norm_sigma: width (px) of the Gaussian window of the input normalisation
             (:mod:`spinnet_lite.model.normalize`); 0 keeps the seed's division by the
             reference's mean only.
+        image_warp_levels: levels whose prop layer warps the reference *image* at full
+            resolution (``warp(..., mode="oversampled")``) and recomputes its features, instead
+            of warping that level's features bilinearly (empty: the seed's feature warp
+            everywhere).
     """
 
     name: str = "lite"
@@ -39,6 +44,7 @@ class SPINNetConfig:
     refiners: bool = True
     first_level: int = 6
     input_norm_sigma: float = 0.0
+    image_warp_levels: tuple = ()
 
     def __post_init__(self):
         pyramid = tuple(int(c) for c in self.pyramid_channels)
@@ -64,6 +70,11 @@ class SPINNetConfig:
         if not (sigma == 0 or 1.0 <= sigma <= 256.0):
             raise ValueError(f"input_norm_sigma: expected 0 (off) or 1..256 px, got {self.input_norm_sigma}")
         object.__setattr__(self, "input_norm_sigma", sigma)
+        warp_levels = tuple(sorted({int(l) for l in self.image_warp_levels}))
+        if any(not 2 <= l < self.first_level for l in warp_levels):  # the coarsest level has no warp
+            raise ValueError(f"image_warp_levels: expected levels in 2..{self.first_level - 1}, "
+                             f"got {self.image_warp_levels}")
+        object.__setattr__(self, "image_warp_levels", warp_levels)
 
     @property
     def levels(self) -> list[int]:
@@ -75,6 +86,7 @@ class SPINNetConfig:
         out = dataclasses.asdict(self)
         out["pyramid_channels"] = list(self.pyramid_channels)
         out["estimator_widths"] = list(self.estimator_widths)
+        out["image_warp_levels"] = list(self.image_warp_levels)
         return out
 
     @classmethod
@@ -99,8 +111,12 @@ PRESETS = {
     # pixel there, they learned nothing in the first bundled run, and their zero-padded 8x8 maps
     # made an untiled pass on a larger image worse than tiles (notebook 03).  Level 4 with N = 3
     # still searches +-24 px.
+    # At level 2 the prop layer warps the reference image at full resolution and takes its
+    # level-2 features, instead of warping the level-2 features bilinearly: a speckle of 2-6 px
+    # is near the Nyquist limit of a half-resolution map, where bilinear interpolation shifts
+    # and blurs it by an amount that depends on the sub-pixel phase (notebook 03, section 4).
     "lite": SPINNetConfig("lite", (8, 16, 32, 48, 64), (48, 48, 32, 32, 16), 3, 2, True, first_level=4,
-                          input_norm_sigma=12.0),
+                          input_norm_sigma=12.0, image_warp_levels=(2,)),
     "tiny": SPINNetConfig("tiny", (4, 8, 8, 12, 16), (8, 8, 8, 8, 8), 2, 2, True),
 }
 

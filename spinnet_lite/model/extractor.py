@@ -38,10 +38,13 @@ class FeaturePyramid(nn.Module):
         """Index of the coarsest level (6 in the full network)."""
         return 1 + len(self.levels)
 
-    def forward(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(self, image: torch.Tensor, last: int | None = None) -> dict[int, torch.Tensor]:
+        """Features of levels 1..``last`` (default: all)."""
         features = {1: image}
         x = image
         for level, block in enumerate(self.levels, start=2):
+            if last is not None and level > last:
+                break
             x = block(x)
             features[level] = x
         return features

@@ -5,6 +5,9 @@ Per level ``l`` from 6 (1/32 size) down to the last level (seed section 2.2, Fig
 1. upsample (x2, bilinear) the coarser level's displacement, transmission and PhaseNet features;
 2. prop layer: warp the reference features by the displacement (divided by ``2**(l-1)``, since
    displacements are always in full-resolution pixels and level-l pixels are ``2**(l-1)`` of them);
+   at the levels in ``config.image_warp_levels`` (level 2 of ``lite``) warp the normalised
+   reference *image* at full resolution (``mode="oversampled"``) and take its level-l features
+   instead;
 3. cost volume of sample features against warped reference features, LeakyReLU(0.1);
 4. PhaseNet -> residual in level-l pixels; ``displacement += 2**(l-1) * residual``;
 5. TNet on the raw images average-pooled to level l and the sample inverse-warped to the
@@ -135,7 +138,11 @@ class SPINNet(nn.Module):
                 f_ref_warped = f_ref
             else:
                 displacement, transmission, context = (_upsample2(t) for t in (displacement, transmission, context))
-                f_ref_warped = warp(f_ref, displacement / scale)  # level-l pixel units for the warp
+                if level in self.config.image_warp_levels:  # warp the image, then take its features
+                    full_d = F.interpolate(displacement, size=(height, width), mode="bilinear", align_corners=False)
+                    f_ref_warped = self.extractor_ref(warp(ref_in, full_d, mode="oversampled"), last=level)[level]
+                else:
+                    f_ref_warped = warp(f_ref, displacement / scale)  # level-l pixel units for the warp
             cost = self.cost_volume(f_sample, f_ref_warped)
             residual, context = self.phase_nets[str(level)](cost, displacement, context)
             displacement = displacement + scale * residual  # residual is in level-l pixels

@@ -25,7 +25,30 @@ def _normalise(coord: torch.Tensor, size: int, align_corners: bool) -> torch.Ten
     return (2.0 * coord + 1.0) / size - 1.0
 
 
-def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+#: Catmull-Rom weights of the midpoint between four samples: a symmetric kernel, so the
+#: interpolated midpoints carry no shift.
+_MIDPOINT = (-1.0 / 16, 9.0 / 16, 9.0 / 16, -1.0 / 16)
+
+
+def upsample2_midpoints(image: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, 2H, 2W)``: the samples kept at even indices, cubic
+    (Catmull-Rom) midpoints between them at odd ones (the last column and row repeat the
+    border). Pixel ``i`` of the input is pixel ``2 i`` of the output."""
+    batch, channels, height, width = image.shape
+    a, b = _MIDPOINT[0], _MIDPOINT[1]  # outer and inner weights
+    flat = image.reshape(batch * channels, 1, height, width)
+    # along x: midpoints (N, 1, H, W), interleaved with the samples -> (N, 1, H, 2W)
+    p = F.pad(flat, (1, 2, 0, 0), mode="replicate")
+    mids = b * (p[..., 1:width + 1] + p[..., 2:width + 2]) + a * (p[..., :width] + p[..., 3:width + 3])
+    flat = torch.stack([flat, mids], dim=4).reshape(batch * channels, 1, height, 2 * width)
+    # along y: (N, 1, H, 2W) -> (N, 1, 2H, 2W)
+    p = F.pad(flat, (0, 0, 1, 2), mode="replicate")
+    mids = b * (p[:, :, 1:height + 1] + p[:, :, 2:height + 2]) + a * (p[:, :, :height] + p[:, :, 3:height + 3])
+    flat = torch.stack([flat, mids], dim=3).reshape(batch * channels, 1, 2 * height, 2 * width)
+    return flat.reshape(batch, channels, 2 * height, 2 * width)
+
+
+def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True, mode: str = "bilinear") -> torch.Tensor:
     """Return ``image(y - dy(y, x), x - dx(y, x))``: the forward model's displacement applied.
 
     Bilinear interpolation; outside the image the border value is repeated.
@@ -37,6 +60,10 @@ def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = 
             a full-resolution displacement must first be divided by ``2**(l - 1)``).
         align_corners: passed to ``grid_sample`` (True, as RAFT: pixel index ``i`` is at
             ``2 i / (size - 1) - 1``).
+        mode: ``"bilinear"`` or ``"bicubic"`` (``grid_sample``'s), or ``"oversampled"``:
+            bilinear on the image upsampled 2x by :func:`upsample2_midpoints` (a speckle near
+            the pixel pitch is interpolated without the phase-dependent shift of a bilinear or
+            Keys-bicubic read at the original pitch; needs ``align_corners=True``).
 
     Returns:
         The warped image, ``(B, C, H, W)``.
@@ -53,12 +80,16 @@ def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = 
             f"warp: expected displacement of shape ({batch}, 2, {height}, {width}), got {tuple(displacement.shape)}"
         )
     source = pixel_grid(height, width, image.device, displacement.dtype) - displacement  # where to read
+    if mode == "oversampled":
+        if not align_corners:
+            raise ValueError("warp: mode='oversampled' needs align_corners=True")
+        image, source, height, width, mode = upsample2_midpoints(image), 2 * source, 2 * height, 2 * width, "bilinear"
     grid = torch.stack(
         [_normalise(source[:, 0], width, align_corners), _normalise(source[:, 1], height, align_corners)], dim=-1
     )  # (B, H, W, 2) with (x, y) last, as grid_sample wants
     if grid.shape[0] != batch:
         grid = grid.expand(batch, -1, -1, -1)
-    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border",
+    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border",
                          align_corners=align_corners)
 
 
