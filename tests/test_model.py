@@ -129,6 +129,8 @@ class TestWarp:
         assert abs(shift_error("oversampled")) < abs(shift_error("bilinear")) or shift == 0.5
         with pytest.raises(ValueError, match="align_corners"):
             warp(img, d, align_corners=False, mode="oversampled")
+        with pytest.raises(ValueError, match="mode"):
+            warp(img, d, mode="nearest")
 
     def test_bicubic_integer_shift_is_exact(self):
         img = torch.rand(1, 1, 20, 24)

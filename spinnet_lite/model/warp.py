@@ -48,10 +48,16 @@ def upsample2_midpoints(image: torch.Tensor) -> torch.Tensor:
     return flat.reshape(batch, channels, 2 * height, 2 * width)
 
 
-def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True, mode: str = "bilinear") -> torch.Tensor:
+#: Interpolations of :func:`warp`.
+WARP_MODES = ("bilinear", "bicubic", "oversampled")
+
+
+def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = True,
+         mode: str = "bilinear") -> torch.Tensor:
     """Return ``image(y - dy(y, x), x - dx(y, x))``: the forward model's displacement applied.
 
-    Bilinear interpolation; outside the image the border value is repeated.
+    Bilinear interpolation unless ``mode`` says otherwise; outside the image the border value
+    is repeated.
 
     Args:
         image: ``(B, C, H, W)``.
@@ -69,8 +75,10 @@ def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = 
         The warped image, ``(B, C, H, W)``.
 
     Raises:
-        ValueError: wrong number of dimensions or mismatched shapes.
+        ValueError: wrong number of dimensions, mismatched shapes or an unknown mode.
     """
+    if mode not in WARP_MODES:
+        raise ValueError(f"warp: mode must be one of {', '.join(map(repr, WARP_MODES))}, got {mode!r}")
     if image.dim() != 4:
         raise ValueError(f"warp: expected image of shape (B, C, H, W), got {tuple(image.shape)}")
     batch, _, height, width = image.shape
