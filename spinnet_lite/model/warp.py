@@ -25,9 +25,21 @@ def _normalise(coord: torch.Tensor, size: int, align_corners: bool) -> torch.Ten
     return (2.0 * coord + 1.0) / size - 1.0
 
 
-#: Catmull-Rom weights of the midpoint between four samples: a symmetric kernel, so the
-#: interpolated midpoints carry no shift.
-_MIDPOINT = (-1.0 / 16, 9.0 / 16, 9.0 / 16, -1.0 / 16)
+#: Catmull-Rom weights of the midpoint between samples ``i`` and ``i + 1``: the inner pair
+#: ``i, i + 1`` and the outer pair ``i - 1, i + 2`` (symmetric, so the midpoints carry no shift).
+_MIDPOINT_INNER, _MIDPOINT_OUTER = 9.0 / 16, -1.0 / 16
+
+
+def _with_midpoints(flat: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(N, 1, H, W)`` -> twice as long along ``dim`` (2 or 3): each sample followed by the
+    midpoint to the next one (replicated border)."""
+    n = flat.shape[dim]
+    p = F.pad(flat, (1, 2, 0, 0) if dim == 3 else (0, 0, 1, 2), mode="replicate")
+    mids = _MIDPOINT_INNER * (p.narrow(dim, 1, n) + p.narrow(dim, 2, n)) \
+        + _MIDPOINT_OUTER * (p.narrow(dim, 0, n) + p.narrow(dim, 3, n))
+    shape = list(flat.shape)
+    shape[dim] = 2 * n
+    return torch.stack([flat, mids], dim=dim + 1).reshape(shape)
 
 
 def upsample2_midpoints(image: torch.Tensor) -> torch.Tensor:
@@ -35,17 +47,8 @@ def upsample2_midpoints(image: torch.Tensor) -> torch.Tensor:
     (Catmull-Rom) midpoints between them at odd ones (the last column and row repeat the
     border). Pixel ``i`` of the input is pixel ``2 i`` of the output."""
     batch, channels, height, width = image.shape
-    a, b = _MIDPOINT[0], _MIDPOINT[1]  # outer and inner weights
     flat = image.reshape(batch * channels, 1, height, width)
-    # along x: midpoints (N, 1, H, W), interleaved with the samples -> (N, 1, H, 2W)
-    p = F.pad(flat, (1, 2, 0, 0), mode="replicate")
-    mids = b * (p[..., 1:width + 1] + p[..., 2:width + 2]) + a * (p[..., :width] + p[..., 3:width + 3])
-    flat = torch.stack([flat, mids], dim=4).reshape(batch * channels, 1, height, 2 * width)
-    # along y: (N, 1, H, 2W) -> (N, 1, 2H, 2W)
-    p = F.pad(flat, (0, 0, 1, 2), mode="replicate")
-    mids = b * (p[:, :, 1:height + 1] + p[:, :, 2:height + 2]) + a * (p[:, :, :height] + p[:, :, 3:height + 3])
-    flat = torch.stack([flat, mids], dim=3).reshape(batch * channels, 1, 2 * height, 2 * width)
-    return flat.reshape(batch, channels, 2 * height, 2 * width)
+    return _with_midpoints(_with_midpoints(flat, 3), 2).reshape(batch, channels, 2 * height, 2 * width)
 
 
 #: Interpolations of :func:`warp`.
