@@ -36,3 +36,19 @@ def test_probe_pair_scores_the_truth_and_a_shrunk_prediction(probe):
     assert row["factor"] == pytest.approx(np.sqrt(50), rel=1e-6)
     assert row["eq4_gained"] == pytest.approx(0, abs=1e-12)
     assert 0 < row["floor"] < 0.01  # these fields are smooth but for dx's noise
+
+
+def test_smooth_split_tells_a_slow_bias_from_noise(probe):
+    truth = _fields()
+    y, x = np.mgrid[:64, :64] / 64
+    bias = dict(truth, dx=truth["dx"] + 0.02 * np.cos(np.pi * x), dy=truth["dy"] - 0.01)  # varies over the whole image
+    share, rest = probe.smooth_split(bias, truth)
+    assert share > 0.95
+    assert rest < 0.05 * probe.pair_error(bias, truth, 8)
+    rng = np.random.default_rng(1)
+    noisy = dict(truth, dx=truth["dx"] + 0.02 * rng.standard_normal((64, 64)),
+                 dy=truth["dy"] + 0.02 * rng.standard_normal((64, 64)))
+    share, rest = probe.smooth_split(noisy, truth)
+    assert share < 0.02  # a 4 px Gaussian keeps ~1/(8 pi sigma^2) of white noise's power
+    assert rest == pytest.approx(probe.pair_error(noisy, truth, 8), rel=0.05)
+    assert probe.probe_pair(bias, truth)["smooth"] == pytest.approx(probe.smooth_split(bias, truth)[0])
