@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 clean
 
 setup: $(VENV)/.installed
 
@@ -106,13 +106,20 @@ cpu-lite4: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu2 --init-from runs/lite-gpu10/model.pt --out runs/lite-cpu11 --minutes 95 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-cpu11 --previous spinnet_lite/weights/lite.json --overwrite
 
-# Twelfth segment (the bundled weights): the eleventh's weights in the network whose level-2
+# Twelfth segment: the eleventh's weights in the network whose level-2
 # prop layer warps the reference image at full resolution (model config image_warp_levels,
 # issue 8), lite-cpu2 with fresh pairs (seed 10) for 45 minutes on this CPU, then bundle with
 # the operating-range sweeps.
 cpu-lite5: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu2 --init-from runs/lite-cpu11/model.pt --out runs/exp-img2os --minutes 45 --seed 10 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/exp-img2os --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+# Thirteenth segment (the bundled weights): the twelfth's bundled weights (lite.pt as of commit
+# a0f0acf), lite-cpu2 with fresh pairs (seed 11) for 95 minutes on this CPU, then bundle with the
+# operating-range sweeps.
+cpu-lite6: setup
+	$(PY) -m spinnet_lite train --preset lite-cpu2 --init-from spinnet_lite/weights/lite.pt --out runs/lite-cpu13 --minutes 95 --seed 11 --threads 1 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-cpu13 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fifth, for a GPU (batches of 16, 14 data workers, cosine lr over --minutes); lite-cpu: the "
                         "sixth, for a 2-core CPU (batches of 4, cosine lr, a moving average of the weights); "
                         "lite-gpu2: the ninth, for a GPU (lite-gpu's batches with a moving average, diffuser "
-                        "grains down to 1 px); lite-cpu2: the eleventh and twelfth, lite-cpu with those grains")
+                        "grains down to 1 px); lite-cpu2: the eleventh to thirteenth, lite-cpu with those grains")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")

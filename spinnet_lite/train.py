@@ -175,7 +175,9 @@ PRESETS = {
     # fresh pairs (seed 9). From the tenth's weights for 95 minutes (4448 steps): held-out
     # median 0.0468 / 0.0485 px on 24 / 96 pairs against the tenth's 0.0472 / 0.0486 (make
     # cpu-lite4). The twelfth segment ran it again (seed 10, 45 minutes) in the network with the
-    # level-2 image warp (model config image_warp_levels): 0.0412 / 0.0427 px (make cpu-lite5).
+    # level-2 image warp (model config image_warp_levels): 0.0412 / 0.0427 px (make cpu-lite5);
+    # the thirteenth from the twelfth's (seed 11, 95 minutes, 2880 steps): 0.0400 / 0.0416 px
+    # (make cpu-lite6).
     "lite-cpu2": {**_LITE_CPU, "lr": 3e-5, "seed": 9,
                   "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))},
     # the seed's sizes: for a GPU
