@@ -40,7 +40,7 @@ def test_probe_pair_scores_the_truth_and_a_shrunk_prediction(probe):
 
 def test_smooth_split_tells_a_slow_bias_from_noise(probe):
     truth = _fields()
-    y, x = np.mgrid[:64, :64] / 64
+    x = np.mgrid[:64, :64][1] / 64
     bias = dict(truth, dx=truth["dx"] + 0.02 * np.cos(np.pi * x), dy=truth["dy"] - 0.01)  # varies over the whole image
     share, rest = probe.smooth_split(bias, truth)
     assert share > 0.95

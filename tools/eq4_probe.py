@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spinnet_lite.metrics import _pair, pair_error  # _pair: a map of both, checked and cropped
+from spinnet_lite.metrics import _crop, _pair, pair_error  # _pair: a map of both, checked and cropped
 
 FIELDS = ("dx", "dy", "transmission")
 
@@ -57,9 +57,8 @@ def smooth_split(pred: dict, truth: dict, sigma: float = 4.0, border: int = 8) -
 
     error = {k: np.asarray(pred[k], np.float64) - np.asarray(truth[k], np.float64) for k in ("dx", "dy")}
     smooth = {k: ndimage.gaussian_filter(e, sigma, mode="nearest") for k, e in error.items()}
-    inner = (slice(border, -border or None),) * 2
-    total = sum(float(np.sum(e[inner] ** 2)) for e in error.values())
-    share = sum(float(np.sum(s[inner] ** 2)) for s in smooth.values()) / total if total > 0 else 0.0
+    total = sum(float(np.sum(_crop(e, border) ** 2)) for e in error.values())
+    share = sum(float(np.sum(_crop(s, border) ** 2)) for s in smooth.values()) / total if total > 0 else 0.0
     rest = dict(pred, dx=pred["dx"] - smooth["dx"], dy=pred["dy"] - smooth["dy"])
     return share, pair_error(rest, truth, border)
 
