@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 clean
 
 setup: $(VENV)/.installed
 
@@ -120,6 +120,10 @@ cpu-lite5: setup
 cpu-lite6: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu2 --init-from spinnet_lite/weights/lite.pt --out runs/lite-cpu13 --minutes 95 --seed 11 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-cpu13 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+cpu-lite7: setup
+	$(PY) -m spinnet_lite train --preset lite-cpu3 --init-from spinnet_lite/weights/lite.pt --out runs/lite-cpu14 --minutes 120 --seed 12 --threads 1 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-cpu14 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

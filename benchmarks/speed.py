@@ -53,8 +53,12 @@ def _channels_last(on: bool | None):
         fast.CHANNELS_LAST = old
 
 
-def paths(size: int) -> list[dict]:
-    """The SPINNet paths timed at ``size`` px: label, reconstruct options, channels_last (None: default)."""
+def paths(size: int, model=None) -> list[dict]:
+    """The SPINNet paths timed at ``size`` px: label, reconstruct options, channels_last (None: default).
+
+    For a ``model`` whose finest level runs more than once (``config.finest_iterations``), also
+    the defaults with a single pass there (``iterations=1``): faster, trained for the other count.
+    """
     from spinnet_lite.model.fast import onnxruntime_available
 
     untiled = {"tile": size, "max_memory": 1e12}  # one pass whatever the memory model says
@@ -80,6 +84,11 @@ def paths(size: int) -> list[dict]:
         {"key": "tiled256_b1", "label": "256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
         {"key": "default_torch", "label": "defaults, engine torch (float32)", "options": {"engine": "torch"}},
         {"key": "default", "label": "reconstruct() defaults (memory plan)", "options": {}},
+    ]
+    if model is not None and model.config.finest_iterations > 1:
+        out.append({"key": "one_iteration", "label": "defaults, one pass of the finest level",
+                    "options": {"iterations": 1}})
+    out += [
         {"key": "fast", "label": "fast variant (level 3 + refiners)", "options": {"fast": True}},
         {"key": "level3", "label": "level 3, no refiners", "options": {}, "model": "level3"},
     ]
@@ -136,7 +145,7 @@ def speed(size: int, model, repeats: int, seed: int = 1_000_999_000) -> dict:
     pair = simulate_pair(size, seed=seed, photons=5000)
     ref, sam = pair.reference.values, pair.sample.values
     rows, fns = {}, {}
-    for path in paths(size):
+    for path in paths(size, model):
         rows[path["key"]] = {"label": path["label"], "options": path["options"]}
         fns[path["key"]] = (lambda p=path: _reconstruct(ref, sam, "spinnet", _path_model(model, p), p["options"],
                                                         p.get("channels_last")))
@@ -163,7 +172,7 @@ def accuracy(model, n: int, sizes=(256, 512), border: int = 8) -> dict:
             pair = simulate_spec(spec)
             ref, sam = pair["reference"].values, pair["sample"].values
             plain = None
-            for path in paths(size) + [{"key": "xst"}]:
+            for path in paths(size, model) + [{"key": "xst"}]:
                 key = path["key"]
                 if key == "xst":
                     out = _reconstruct(ref, sam, "xst", None, XST_OPTIONS)

@@ -60,7 +60,10 @@
 # >     instead of 6 (section 5 shows why the reach is still enough);
 # >   - **an image warp at level 2** (`lite`): the prop-layer of the finest level warps the
 # >     reference image at full resolution and takes its level-2 features, instead of warping
-# >     the level-2 features (section 4 shows why).
+# >     the level-2 features (section 4 shows why);
+# >   - **an iterated finest level** (`config.finest_iterations`; the bundled weights' count is
+# >     printed in section 6): level 2 may run more than once with shared weights, each pass on
+# >     the reference re-warped by the estimate so far (section 6).
 # >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
 # >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
 # >     exposures) is found by correlation and taken out before the network runs; where the
@@ -538,6 +541,39 @@ lesson.record(level_shapes=level_shapes, search_range=config.search_range, first
 # The last line is why `lite` can start at level 4: its coarsest search already reaches the
 # printed number of pixels, more than the displacements it is trained for, while levels 5
 # and 6 of a small training patch are only a few pixels wide.
+#
+# ### The finest level, run again
+#
+# `config.finest_iterations` (this project's deviation, not the seed's): the finest level may
+# run more than once with the *same* PhaseNet and TNet, as RAFT's update operator does. Each
+# pass after the first warps the reference by the displacement found so far, builds a new cost
+# volume and starts from the previous pass's context, so it can correct what the pass before
+# left. About half of a single pass's remaining error is a smooth bias made at level 2 (README,
+# "Failures that remain"); a second pass, trained as such, is the lever against it. It costs
+# one more level-2 PhaseNet, TNet and image warp: the finest level is most of the network's
+# time. Any network can be called with `iterations=k` (`reconstruct(..., iterations=k)`, the
+# CLI's `--iterations`); below, the bundled weights on the section's pair, with the count they
+# were trained with and with the other.
+
+# %%
+from spinnet_lite import reconstruct
+from spinnet_lite.metrics import displacement_rmse
+
+trained_iterations = pretrained.config.finest_iterations
+iteration_errors = {}
+for count in sorted({1, 2, trained_iterations}):
+    result = reconstruct(pair.reference.values, pair.sample.values, model=pretrained, iterations=count)
+    iteration_errors[count] = displacement_rmse(result, pair, border=8)
+print(f"bundled weights trained with {trained_iterations} pass(es) of level {pretrained.config.last_level}")
+for count, error in iteration_errors.items():
+    print(f"  iterations={count}: displacement error {error:.4f} px rms on this pair "
+          f"(field {float(np.sqrt((pair.dx ** 2 + pair.dy ** 2).mean())):.2f} px rms)")
+lesson.record(trained_finest_iterations=trained_iterations,
+              iteration_errors_px={str(k): v for k, v in iteration_errors.items()})
+
+# %% [markdown]
+# One pair says little either way; `benchmarks/evaluate.py --spinnet-options iterations=1`
+# compares the counts on the whole held-out set (README, "Results").
 #
 # ## 7 · Parameter counts: `full` and `lite`
 #

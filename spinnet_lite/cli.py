@@ -145,7 +145,7 @@ def cmd_reconstruct(args):
     if args.method == "xst":
         wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights),
                                           ("--no-prealign", args.no_prealign or None), ("--engine", args.engine),
-                                          ("--symmetries", args.symmetries))
+                                          ("--symmetries", args.symmetries), ("--iterations", args.iterations))
                  if value is not None]
         if wrong:
             raise UsageError(f"{', '.join(wrong)} appl{'ies' if len(wrong) == 1 else 'y'} to --method spinnet only")
@@ -168,6 +168,8 @@ def cmd_reconstruct(args):
             options["engine"] = args.engine
         if args.symmetries is not None:
             options["symmetries"] = args.symmetries
+        if args.iterations is not None:
+            options["iterations"] = args.iterations
     reference = read_image(args.reference)
     sample = read_image(args.sample)
     model = None
@@ -198,7 +200,7 @@ def cmd_train(args, argv):
                         batch_size=args.batch_size, lr_schedule=args.lr_schedule,
                         ema_decay=args.ema_decay,
                         stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None,
-                        init_from=args.init_from)
+                        init_from=args.init_from, finest_iterations=args.finest_iterations)
     if cfg.batch_size > cfg.epoch_pairs:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than --epoch-pairs {cfg.epoch_pairs}: incomplete "
                          "batches are dropped, so no optimiser step would be taken")
@@ -258,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symmetries", type=int, choices=(1, 2, 4, 8),
                    help="SPINNet: average over this many mirror images of the pair (default 1; 4 cuts the "
                         "held-out error by about a sixth for 4x the network's time)")
+    p.add_argument("--iterations", type=int, choices=(1, 2, 3, 4),
+                   help="SPINNet: passes of the network's finest level (default: what the weights were trained "
+                        "with, their config's finest_iterations; fewer is faster)")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--outlier-threshold", type=_positive_float,
                    help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "
@@ -271,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
     p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "lite-gpu",
-                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "full"),
+                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "lite-cpu3", "full"),
                    default="lite",
                    help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
@@ -280,10 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "fifth, for a GPU (batches of 16, 14 data workers, cosine lr over --minutes); lite-cpu: the "
                         "sixth, for a 2-core CPU (batches of 4, cosine lr, a moving average of the weights); "
                         "lite-gpu2: the ninth, for a GPU (lite-gpu's batches with a moving average, diffuser "
-                        "grains down to 1 px); lite-cpu2: the eleventh to thirteenth, lite-cpu with those grains")
+                        "grains down to 1 px); lite-cpu2: the eleventh to thirteenth, lite-cpu with those grains; "
+                        "lite-cpu3: the fourteenth, lite-cpu2 with level 2 run twice (--finest-iterations 2)")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--finest-iterations", type=int, choices=(1, 2, 3, 4),
+                   help="passes of the network's finest level, shared weights (default: the preset's)")
     p.add_argument("--minutes", type=_positive_float,
                    help="time budget shared between the stages (the first epoch always runs)")
     p.add_argument("--stage-epochs", type=_positive_int, nargs=3, metavar=("S1", "S2", "S3"), help="epochs per stage")

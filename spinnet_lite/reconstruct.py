@@ -131,7 +131,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             second pass on the residual where the first found a wide field: half the image moved by
             1 px or more); ``symmetries`` (default 1; 2, 4 or 8: the network's answers averaged
             over that many mirror images of the pair, more accurate for that many times the
-            network's time).
+            network's time); ``iterations`` (passes of the network's finest level, 1-4; default
+            what the weights were trained with, ``config.finest_iterations``).
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:

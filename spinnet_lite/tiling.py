@@ -200,7 +200,7 @@ def _tile_shape(tile, height: int, width: int) -> tuple[int, int] | None:
 def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_size: int | None = None,
                   device=None, engine: str = "auto", fast: bool = False,
                   max_memory: float | None = None, prealign: bool = True, passes="auto",
-                  symmetries: int = 1) -> dict[str, np.ndarray]:
+                  symmetries: int = 1, iterations: int | None = None) -> dict[str, np.ndarray]:
     """:func:`spinnet_lite.model.predict.predict`, in one pass where it fits, in blended tiles where not.
 
     Args:
@@ -236,6 +236,9 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             bundled weights by 10 / 16 / 17 % for 2 / 4 / 8 times the network's time
             (``benchmarks/evaluate.py --spinnet-options symmetries=4``). The result is then
             exactly symmetric under those mirrors; with ``passes`` > 1 every pass is averaged.
+        iterations: passes of the network's finest level inside each network pass, 1-4
+            (default the network's ``config.finest_iterations``; see
+            :func:`spinnet_lite.model.predict.predict`).
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
@@ -246,12 +249,12 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
     Raises:
         ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), a tile smaller than
             64 px, an overlap outside ``[0, tile / 2)``, a bad batch size or memory bound,
-            ``symmetries`` not 1, 2, 4 or 8.
+            ``symmetries`` not 1, 2, 4 or 8, ``iterations`` not None or 1-4.
     """
     ref, sam = as_pair(reference, sample)
     return _predict_checked(model, ref, sam, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
                             engine=engine, fast=fast, max_memory=max_memory, prealign=prealign, passes=passes,
-                            symmetries=symmetries)
+                            symmetries=symmetries, iterations=iterations)
 
 
 MAX_PASSES = 4
@@ -324,6 +327,9 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
     if not (passes == "auto" if isinstance(passes, str) else _is_int(passes) and 1 <= passes <= MAX_PASSES):
         raise ValueError(f"predict_tiled: passes must be 'auto' or an integer from 1 to {MAX_PASSES}, got {passes!r}")
     symmetries = _check_symmetries(symmetries)
+    from .model.fast import check_iterations
+
+    check_iterations(options.get("iterations"))
     offset = global_offset(ref, sam) if prealign else (0, 0)
     first_ref = shift_image(ref, offset) if offset != (0, 0) else ref  # the network sees the residual field
     out = _predict_symmetric(model, first_ref, sam, symmetries, **options)
@@ -350,7 +356,7 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
 
 def _predict_network(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap: int = 32,
                      batch_size: int | None = None, device=None, engine: str = "auto", fast: bool = False,
-                     max_memory: float | None = None) -> dict[str, np.ndarray]:
+                     max_memory: float | None = None, iterations: int | None = None) -> dict[str, np.ndarray]:
     """The network's pass (one, or blended tiles) on a checked pair."""
     from .model.predict import predict
 
@@ -375,6 +381,8 @@ def _predict_network(model, ref: np.ndarray, sam: np.ndarray, tile=None, overlap
         extra["engine"] = engine
     if fast:
         extra["fast"] = True
+    if iterations is not None:
+        extra["iterations"] = iterations
     if th >= height and tw >= width:
         return predict(model, ref, sam, batch_size=batch_size, device=device, **extra)
 

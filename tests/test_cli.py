@@ -177,6 +177,9 @@ class TestBadInputTable:
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--symmetries", "4"],
              "--symmetries applies to --method spinnet only"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--symmetries", "3"], "argument --symmetries"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--method", "xst", "--iterations", "2"],
+             "--iterations applies to --method spinnet only"),
+            ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--iterations", "0"], "argument --iterations"),
             ([str(t / "ref.npy"), str(t / "sam.npy"), "-o", out, "--tile", "64", "--overlap", "32"],
              "--overlap (32) must be smaller than half the tile"),
         ]
@@ -231,6 +234,20 @@ class TestBadInputTable:
         with xr.open_dataset(t / "s.nc") as ds:
             np.testing.assert_allclose(ds.dx.values, expected.dx.values, atol=1e-5)
             assert np.abs(ds.dx.values - plain.dx.values).max() > 1e-4
+
+    def test_iterations_option(self, images, capsys):
+        """--iterations 2 gives reconstruct(iterations=2)'s result, which differs from one pass's."""
+        from spinnet_lite import reconstruct
+
+        t = images
+        ref, sam = np.load(t / "ref.npy"), np.load(t / "sam.npy")
+        for count in (1, 2):
+            assert main(["reconstruct", str(t / "ref.npy"), str(t / "sam.npy"), "-o", str(t / f"i{count}.nc"),
+                         "--iterations", str(count)]) == 0
+        expected = reconstruct(ref, sam, iterations=2)
+        with xr.open_dataset(t / "i1.nc") as one, xr.open_dataset(t / "i2.nc") as two:
+            np.testing.assert_allclose(two.dx.values, expected.dx.values, atol=1e-5)
+            assert np.abs(two.dx.values - one.dx.values).max() > 1e-4
 
     def test_tile_64_works(self, images, capsys):
         t = images

@@ -28,6 +28,7 @@ TOL_PX = 1e-4
 CONFIGS = {
     "lite": get_config("lite"),  # the preset: first level 4 (issue 8), input normalisation if set
     "lite-seed": get_config("lite", first_level=6, input_norm_sigma=0.0),
+    "lite-iterated": get_config("lite", finest_iterations=2),  # level 2 run twice
     "tiny": get_config("tiny"),
 }
 

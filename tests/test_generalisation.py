@@ -252,3 +252,38 @@ class TestSymmetries:
 
         with pytest.raises(ValueError, match="symmetries"):
             reconstruct(blob_pair.reference.values, blob_pair.sample.values, symmetries=count)
+
+
+class TestFinestIterations:
+    """``iterations``: passes of the network's finest level, chosen per call or by the weights' config."""
+
+    def test_per_call_count_equals_a_configured_network(self, model, blob_pair):
+        """``reconstruct(iterations=k)`` on a network is that network built with ``finest_iterations=k``;
+        one network's answer does not depend on the engine's cache of another count."""
+        from spinnet_lite import reconstruct
+        from spinnet_lite.model import SPINNet
+
+        ref, sam = blob_pair.reference.values, blob_pair.sample.values
+        twice = SPINNet(model.config.replace(finest_iterations=2)).eval()
+        twice.load_state_dict(model.state_dict())
+        for engine in ("plain", "torch"):
+            one = reconstruct(ref, sam, model=model, engine=engine)
+            two = reconstruct(ref, sam, model=model, engine=engine, iterations=2)
+            np.testing.assert_allclose(two.dx.values, reconstruct(ref, sam, model=twice, engine=engine).dx.values,
+                                       atol=1e-5)
+            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=twice, engine=engine,
+                                                                  iterations=1).dx.values, atol=1e-5)
+            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=model, engine=engine).dx.values,
+                                       atol=1e-6)
+            assert float(np.abs(two.dx.values - one.dx.values).max()) > 1e-3, engine
+
+    @pytest.mark.parametrize("count", [0, 5, 2.0, True, "2"])
+    def test_bad_iterations(self, blob_pair, count):
+        from spinnet_lite import reconstruct
+        from spinnet_lite.model.predict import predict
+        from spinnet_lite.pretrained import load_pretrained
+
+        with pytest.raises(ValueError, match="iterations"):
+            reconstruct(blob_pair.reference.values, blob_pair.sample.values, iterations=count)
+        with pytest.raises(ValueError, match="iterations"):
+            predict(load_pretrained(), blob_pair.reference.values, blob_pair.sample.values, iterations=count)

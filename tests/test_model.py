@@ -265,6 +265,17 @@ class TestConfig:
         del old["image_warp_levels"]
         assert SPINNetConfig.from_dict(old).image_warp_levels == ()
 
+    def test_finest_iterations(self):
+        config = get_config("lite", finest_iterations=2)
+        assert SPINNetConfig.from_dict(config.to_dict()) == config
+        # checkpoints written before the field existed load with the seed's single pass
+        old = config.to_dict()
+        del old["finest_iterations"]
+        assert SPINNetConfig.from_dict(old).finest_iterations == 1
+        for bad in (0, 5, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="finest_iterations"):
+                get_config("lite", finest_iterations=bad)
+
 
 class TestSPINNet:
     def test_shapes_every_level(self, tiny):
@@ -334,9 +345,44 @@ class TestSPINNet:
         with pytest.raises(ValueError, match=match):
             tiny(torch.rand(shape_ref), torch.rand(shape_sample))
 
-    @pytest.mark.parametrize("image_warp_levels", [(), (2, 3)])
-    def test_gradients_reach_every_part(self, image_warp_levels):
-        model = SPINNet(get_config("tiny", image_warp_levels=image_warp_levels))
+    def test_finest_iterations(self, tiny):
+        """Each extra pass runs the finest level's PhaseNet and TNet again on the re-warped
+        reference; the configuration's count is the default, a call may override it."""
+        ref, sample = speckle(2), torch.roll(speckle(2), 1, dims=-1)
+        tiny.eval()
+        try:
+            with torch.no_grad():
+                one = tiny(ref, sample)
+                two = tiny(ref, sample, iterations=2)
+                stage1 = tiny(ref, sample, last_level=3, refine=False, iterations=2)
+                twice = SPINNet(get_config("tiny", finest_iterations=2)).eval()
+                twice.load_state_dict(tiny.state_dict())
+                default_two = twice(ref, sample)
+                back_to_one = twice(ref, sample, iterations=1)
+        finally:
+            tiny.train()
+        assert [level for level, _, _ in one["levels"]] == [6, 5, 4, 3, 2]
+        assert [level for level, _, _ in two["levels"]] == [6, 5, 4, 3, 2, 2]
+        assert [level for level, _, _ in stage1["levels"]] == [6, 5, 4, 3]  # only the configured finest level
+        for a, b in zip(one["levels"][:5], two["levels"][:5]):  # the first pass is the single-pass network's
+            torch.testing.assert_close(a[1], b[1])
+        assert not torch.allclose(two["levels"][-1][1], two["levels"][-2][1])  # the second pass moved the estimate
+        for key in ("displacement", "transmission"):
+            torch.testing.assert_close(default_two[key], two[key])
+            torch.testing.assert_close(back_to_one[key], one[key])
+        for bad in (0, 5, 2.0, True):
+            with pytest.raises(ValueError, match="iterations"):
+                tiny(ref, sample, iterations=bad)
+
+    def test_fast_variant_runs_level_3_once(self):
+        from spinnet_lite.model.fast import fast_variant
+
+        model = SPINNet(get_config("tiny", finest_iterations=3))
+        assert fast_variant(model).config.finest_iterations == 1
+
+    @pytest.mark.parametrize("image_warp_levels, iterations", [((), 1), ((2, 3), 1), ((2,), 2)])
+    def test_gradients_reach_every_part(self, image_warp_levels, iterations):
+        model = SPINNet(get_config("tiny", image_warp_levels=image_warp_levels, finest_iterations=iterations))
         ref, sample, d, t = shifted_pair(2)
         loss, _ = multilevel_loss(model(ref, sample, refine=True), d, t)
         loss.backward()

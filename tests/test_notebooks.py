@@ -215,6 +215,13 @@ def check_03_building_spinnet(out: Path) -> None:
     # the cost-volume demonstration stays inside the bundled network's trained range
     assert 0 < s["cost_volume_shift_px"] <= s["trained_max_shift_px"]
     assert s["coarsest_reach_px"]["full"] == 4 * 2**5
+    # the finest level run once and twice: both counts measured, with the bundled weights' own count
+    from spinnet_lite.pretrained import load_pretrained
+
+    assert s["trained_finest_iterations"] == load_pretrained().config.finest_iterations
+    errors = s["iteration_errors_px"]
+    assert {"1", "2", str(s["trained_finest_iterations"])} <= set(errors)
+    assert all(0 < v < 0.5 for v in errors.values()), errors  # a trained network on a simulated pair
     assert_exercises(s, ["03.1", "03.2", "03.3", "03.4"])
     assert_figures(out, ["input_normalisation.png", "feature_pyramid.png", "warp_residual.png", "cost_volume.png",
                          "parameter_counts.png"])

@@ -216,6 +216,23 @@ def test_presets_keep_their_own_seeds():
     assert preset_config("lite-subpixel", seed=0).seed == 0
 
 
+def test_finest_iterations_reach_the_model(tmp_path):
+    """lite-cpu3 is lite-cpu2 with level 2 run twice; the trained model's config records it."""
+    from spinnet_lite.cli import build_parser
+
+    cpu2, cpu3 = preset_config("lite-cpu2"), preset_config("lite-cpu3")
+    assert (cpu2.finest_iterations, cpu3.finest_iterations) == (None, 2)
+    assert replace(cpu3, finest_iterations=None, seed=cpu2.seed) == cpu2
+    assert cpu3.model_config().finest_iterations == 2 and cpu2.model_config().finest_iterations == 1
+    args = build_parser().parse_args(["train", "--preset", "lite-cpu3", "--out", "x"])
+    assert args.finest_iterations is None  # the preset's count holds
+    with pytest.raises(ValueError, match="finest_iterations"):
+        preset_config("tiny", finest_iterations=0)
+    cfg = preset_config("tiny", workers=0, finest_iterations=2, stage_epochs=(1, 1, 1))
+    train(cfg, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "model.pt").config.finest_iterations == 2
+
+
 def test_cached_pairs_round_trip(tmp_path):
     from spinnet_lite.data import CachedPairs, PairSpec, cache_pairs
 

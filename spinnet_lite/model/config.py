@@ -34,6 +34,11 @@ class SPINNetConfig:
             resolution (``warp(..., mode="oversampled")``) and recomputes its features, instead
             of warping that level's features bilinearly (empty: the seed's feature warp
             everywhere).
+        finest_iterations: how many times the finest level (``last_level``) runs, 1-4; each
+            pass after the first re-warps the reference by the displacement so far and runs the
+            same PhaseNet and TNet again (shared weights, as RAFT's update), starting from the
+            previous pass's context. 1 is the seed's single pass; checkpoints without this key
+            load with 1.
     """
 
     name: str = "lite"
@@ -45,6 +50,7 @@ class SPINNetConfig:
     first_level: int = 6
     input_norm_sigma: float = 0.0
     image_warp_levels: tuple = ()
+    finest_iterations: int = 1
 
     def __post_init__(self):
         pyramid = tuple(int(c) for c in self.pyramid_channels)
@@ -75,6 +81,9 @@ class SPINNetConfig:
             raise ValueError(f"image_warp_levels: expected levels in 2..{self.first_level - 1}, "
                              f"got {self.image_warp_levels}")
         object.__setattr__(self, "image_warp_levels", warp_levels)
+        iterations = self.finest_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
+            raise ValueError(f"finest_iterations: expected an int in 1..4, got {self.finest_iterations!r}")
 
     @property
     def levels(self) -> list[int]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import numbers
 
 import torch
 from torch import nn
@@ -195,7 +196,8 @@ def fast_variant(model: SPINNet, refiners: bool = True) -> SPINNet:
     if config.first_level < 3:
         raise ValueError(f"fast_variant: configuration {config.name!r} starts at level {config.first_level}, "
                          f"below 3; there is no level-3 output")
-    fast = SPINNet(config.replace(last_level=max(3, config.last_level), refiners=keep_refiners))
+    fast = SPINNet(config.replace(last_level=max(3, config.last_level), refiners=keep_refiners,
+                                  finest_iterations=1))  # level 3 was trained to run once
     wanted = fast.state_dict()
     state = {k: v for k, v in model.state_dict().items() if k in wanted}
     fast.load_state_dict(state, strict=True)
@@ -218,14 +220,19 @@ MAX_COMPILED_SHAPES = 4
 
 
 class _Outputs(nn.Module):
-    """``(reference, sample) -> (B, 3, H, W)``: dx, dy, T stacked (a tensor, for tracing)."""
+    """``(reference, sample) -> (B, 3, H, W)``: dx, dy, T stacked (a tensor, for tracing), with
+    ``iterations`` passes at the finest level (None: the model's configuration)."""
 
-    def __init__(self, model: SPINNet):
+    def __init__(self, model: SPINNet, iterations: int | None = None):
         super().__init__()
         self.model = model
+        self.iterations = iterations
 
     def forward(self, reference: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-        result = self.model(reference, sample)
+        if self.iterations is None:  # the network's own count (a stand-in model need not take the keyword)
+            result = self.model(reference, sample)
+        else:
+            result = self.model(reference, sample, iterations=self.iterations)
         return torch.cat([result["displacement"], result["transmission"]], dim=1)
 
 
@@ -251,16 +258,21 @@ class InferenceModel:
         fast: whether this is the fast variant (:func:`fast_variant`).
         config: the configuration of the network that runs.
         channels_last: whether weights and inputs are NHWC.
+        iterations: passes at the finest level (``config.finest_iterations`` unless given).
     """
 
     def __init__(self, model: SPINNet, engine: str = "torch", fast: bool = False, channels_last: bool = False,
-                 threads: int | None = None):
+                 threads: int | None = None, iterations: int | None = None):
         if engine not in ENGINES[1:]:
             raise ValueError(f"unknown inference engine {engine!r}; expected one of {', '.join(map(repr, ENGINES))}")
         if engine == "onnxruntime" and not onnxruntime_available():
             raise ValueError("engine 'onnxruntime' needs onnx and onnxruntime: pip install 'spinnet_lite[export]'")
         self.engine, self.fast = engine, bool(fast)
         net = fast_variant(model).eval() if fast and model.config.last_level < 3 else model
+        iterations = check_iterations(iterations)
+        if net is not model:  # the fast variant: its level 3 was trained to run once
+            iterations = None
+        self.iterations = net.config.finest_iterations if iterations is None else iterations  # what runs
         on_cpu = next(net.parameters()).device.type == "cpu"
         if engine == "plain":
             pass  # the model itself, in the mode the caller chose (predict() sets eval), or a new copy
@@ -278,7 +290,7 @@ class InferenceModel:
         self.config = net.config
         self.size_multiple = net.size_multiple
         self.device = next(net.parameters()).device
-        self.module = _Outputs(net)  # no .eval() here: "plain" leaves the caller's model as it is
+        self.module = _Outputs(net, iterations)  # no .eval() here: "plain" leaves the caller's model as it is
         self.threads = threads
         self._compiled: dict = {}
 
@@ -318,7 +330,16 @@ class InferenceModel:
 
     def __repr__(self) -> str:
         return (f"InferenceModel(config={self.config.name!r}, engine={self.engine!r}, fast={self.fast}, "
-                f"channels_last={self.channels_last})")
+                f"channels_last={self.channels_last}, iterations={self.iterations})")
+
+
+def check_iterations(iterations) -> int | None:
+    """``iterations`` if it is None or an int in 1..4 (passes at the finest level), else a ValueError."""
+    if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral)
+                                   or not 1 <= iterations <= 4):
+        raise ValueError(f"iterations must be None (the network's own count) or an integer from 1 to 4, "
+                         f"got {iterations!r}")
+    return None if iterations is None else int(iterations)
 
 
 def _onnx_session(module: nn.Module, example: torch.Tensor, threads: int | None):
@@ -409,7 +430,7 @@ def resolve_engine(engine: str = "auto", device=None) -> str:
 
 
 def prepare(model: SPINNet, engine: str = "auto", fast: bool = False,
-            channels_last: bool | None = None) -> InferenceModel:
+            channels_last: bool | None = None, iterations: int | None = None) -> InferenceModel:
     """``model`` prepared for inference (cached: the second call with the same weights is free).
 
     Args:
@@ -421,6 +442,8 @@ def prepare(model: SPINNet, engine: str = "auto", fast: bool = False,
             (that, exported to ONNX per input shape; needs ``onnxruntime``).
         fast: the fast variant (:func:`fast_variant`): output at level 3, then the refiners.
         channels_last: NHWC weights and inputs (default :data:`CHANNELS_LAST`, as measured).
+        iterations: passes at the finest level, 1-4 (default the network's
+            ``config.finest_iterations``; the fast variant runs level 3 once).
 
     Returns:
         An :class:`InferenceModel`: ``runner(reference, sample) -> (B, 3, H, W)``.
@@ -433,14 +456,16 @@ def prepare(model: SPINNet, engine: str = "auto", fast: bool = False,
     device = next(model.parameters()).device
     engine = resolve_engine(engine, device)
     channels_last = CHANNELS_LAST if channels_last is None else bool(channels_last)
-    if engine == "plain" and not fast:
-        return InferenceModel(model, "plain", channels_last=False)  # the model itself: nothing to cache
+    iterations = check_iterations(iterations)
+    if engine == "plain" and not fast:  # the model itself: nothing to cache
+        return InferenceModel(model, "plain", channels_last=False, iterations=iterations)
     if _CACHE is None:
         _CACHE = weakref.WeakKeyDictionary()
     entries = _CACHE.setdefault(model, {})
-    key = (engine, bool(fast), channels_last, str(device), torch.get_num_threads())
+    key = (engine, bool(fast), channels_last, str(device), torch.get_num_threads(), iterations)
     fingerprint = _fingerprint(model)
     hit = entries.get(key)
     if hit is None or hit[0] != fingerprint:
-        hit = entries[key] = (fingerprint, InferenceModel(model, engine, fast=fast, channels_last=channels_last))
+        hit = entries[key] = (fingerprint, InferenceModel(model, engine, fast=fast, channels_last=channels_last,
+                                                          iterations=iterations))
     return hit[1]

@@ -31,7 +31,7 @@ def _as_stack(images, name: str) -> tuple[np.ndarray, bool]:
 
 
 def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None, engine: str = "auto",
-            fast: bool = False) -> dict[str, np.ndarray]:
+            fast: bool = False, iterations: int | None = None) -> dict[str, np.ndarray]:
     """Displacement and transmission for one pair or a stack of pairs.
 
     Each pair is divided by its reference's mean, padded (reflect) to a multiple of
@@ -54,6 +54,9 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
             ``"bf16"``, ``"torchscript"`` or ``"onnxruntime"`` (see :func:`spinnet_lite.model.fast.prepare`).
         fast: the seed's fast variant: output at level 3, then the refiners
             (:func:`spinnet_lite.model.fast.fast_variant`; less accurate, see ``benchmarks/speed.py``).
+        iterations: passes of the network's finest level, 1-4 (default its
+            ``config.finest_iterations``, what it was trained with; fewer is faster, see
+            :class:`~spinnet_lite.model.config.SPINNetConfig`).
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}`` float32 arrays of shape ``(H, W)``
@@ -61,12 +64,14 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
 
     Raises:
         ValueError: not 2-D/3-D, smaller than 64 px, NaN/inf, constant, mismatched shapes,
-            a reference with non-positive mean, a bad batch size, an unknown or unavailable engine.
+            a reference with non-positive mean, a bad batch size, an unknown or unavailable engine,
+            ``iterations`` not None or 1-4.
     """
-    from .fast import resolve_engine
+    from .fast import check_iterations, resolve_engine
 
     if not isinstance(model, SPINNet):
         raise ValueError(f"predict: expected a SPINNet model, got {type(model).__name__}")
+    iterations = check_iterations(iterations)
     if int(batch_size) < 1:
         raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
     refs, ref_single = _as_stack(reference, "reference")
@@ -102,7 +107,7 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
     try:
         from .fast import prepare
 
-        runner = prepare(model, engine=engine, fast=bool(fast))
+        runner = prepare(model, engine=engine, fast=bool(fast), iterations=iterations)
         with torch.inference_mode():
             for start in range(0, count, int(batch_size)):
                 index = np.arange(start, min(start + int(batch_size), count))

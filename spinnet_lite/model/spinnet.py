@@ -13,6 +13,11 @@ Per level ``l`` from 6 (1/32 size) down to the last level (seed section 2.2, Fig
 5. TNet on the raw images average-pooled to level l and the sample inverse-warped to the
    reference frame -> ``transmission += residual``.
 
+With ``config.finest_iterations = k > 1`` the finest level runs steps 2-5 ``k`` times with the
+same PhaseNet and TNet (as RAFT's shared update): each pass after the first re-warps the reference
+by the displacement so far and starts from the previous pass's context (a deviation from the
+seed, notebook 03).
+
 Then, optionally, PhaseRefiner and TRefiner at the last level, and a bilinear upsampling of the
 final displacement and transmission to the input size.
 """
@@ -83,7 +88,7 @@ class SPINNet(nn.Module):
             raise ValueError(f"SPINNet: height and width must be multiples of {m} and at least {2 * m}, "
                              f"got {height}x{width} (predict() pads for you)")
 
-    def _resolve(self, last_level, refine):
+    def _resolve(self, last_level, refine, iterations=None):
         last_level = self.config.last_level if last_level is None else int(last_level)
         refine = self.config.refiners if refine is None else bool(refine)
         if not self.config.last_level <= last_level <= self.config.first_level:
@@ -91,10 +96,14 @@ class SPINNet(nn.Module):
                              f"for config {self.config.name!r}, got {last_level}")
         if refine and not self.config.refiners:
             raise ValueError(f"SPINNet: config {self.config.name!r} has no refiners; use refine=False")
-        return last_level, refine
+        if iterations is None:
+            iterations = self.config.finest_iterations
+        elif isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
+            raise ValueError(f"SPINNet: iterations must be an int in 1..4, got {iterations!r}")
+        return last_level, refine, iterations
 
     def forward(self, reference: torch.Tensor, sample: torch.Tensor, last_level: int | None = None,
-                refine: bool | None = None) -> dict:
+                refine: bool | None = None, iterations: int | None = None) -> dict:
         """Estimate displacement and transmission.
 
         Args:
@@ -105,15 +114,18 @@ class SPINNet(nn.Module):
                 training: stage 1 ``last_level=3, refine=False``; stage 2 ``last_level=2,
                 refine=False``; stage 3 ``refine=True``.
             refine: apply the refiners at the last level (default ``config.refiners``).
+            iterations: passes at the configuration's finest level (default
+                ``config.finest_iterations``; see :class:`SPINNetConfig`); 1 is the seed's network.
 
         Returns:
             dict with
             ``"levels"``: list of ``(level, displacement (B, 2, h, w), transmission (B, 1, h, w))``
-            from the first (coarsest) level to ``last_level``, before refinement;
+            from the first (coarsest) level to ``last_level``, before refinement (the finest level
+            once per pass);
             ``"displacement"``: ``(B, 2, H, W)`` (dx, dy) in pixels and ``"transmission"``:
             ``(B, 1, H, W)``, the final prediction (refined if ``refine``) upsampled to the input size.
         """
-        last_level, refine = self._resolve(last_level, refine)
+        last_level, refine, iterations = self._resolve(last_level, refine, iterations)
         self._check_inputs(reference, sample)
         batch, _, height, width = reference.shape
         if self.config.input_norm_sigma > 0:
@@ -130,30 +142,35 @@ class SPINNet(nn.Module):
         for level in range(self.config.first_level, last_level - 1, -1):
             scale = 2 ** (level - 1)  # full-resolution pixels per level-l pixel
             f_ref, f_sample = features_ref[level], features_sample[level]
-            if displacement is None:  # coarsest level: start from d = 0, T = 1, no context
-                h, w = f_ref.shape[-2:]
-                displacement = f_ref.new_zeros(batch, 2, h, w)
-                transmission = f_ref.new_ones(batch, 1, h, w)
-                context = f_ref.new_zeros(batch, self.config.estimator_widths[-1], h, w)
-                f_ref_warped = f_ref
-            else:
-                displacement, transmission, context = (_upsample2(t) for t in (displacement, transmission, context))
-                if level in self.config.image_warp_levels:  # warp the image, then take its features
-                    full_d = F.interpolate(displacement, size=(height, width), mode="bilinear", align_corners=False)
-                    f_ref_warped = self.extractor_ref(warp(ref_in, full_d, mode="oversampled"), last=level)[level]
-                else:
-                    f_ref_warped = warp(f_ref, displacement / scale)  # level-l pixel units for the warp
-            cost = self.cost_volume(f_sample, f_ref_warped)
-            residual, context = self.phase_nets[str(level)](cost, displacement, context)
-            displacement = displacement + scale * residual  # residual is in level-l pixels
-
             reference_l = F.avg_pool2d(reference, scale) if scale > 1 else reference
             sample_l = F.avg_pool2d(sample, scale) if scale > 1 else sample
-            sample_back = inverse_warp(sample_l, displacement / scale)
-            t_residual, t_features = self.t_nets[str(level)](reference_l, sample_l, sample_back, transmission,
-                                                             displacement)
-            transmission = transmission + t_residual
-            levels.append((level, displacement, transmission))
+            passes = iterations if level == self.config.last_level else 1
+            for repeat in range(passes):
+                if displacement is None:  # coarsest level: start from d = 0, T = 1, no context
+                    h, w = f_ref.shape[-2:]
+                    displacement = f_ref.new_zeros(batch, 2, h, w)
+                    transmission = f_ref.new_ones(batch, 1, h, w)
+                    context = f_ref.new_zeros(batch, self.config.estimator_widths[-1], h, w)
+                    f_ref_warped = f_ref
+                else:
+                    if repeat == 0:  # a new level: bring the coarser estimate up
+                        displacement, transmission, context = (_upsample2(t) for t in
+                                                               (displacement, transmission, context))
+                    if level in self.config.image_warp_levels:  # warp the image, then take its features
+                        full_d = F.interpolate(displacement, size=(height, width), mode="bilinear",
+                                               align_corners=False)
+                        f_ref_warped = self.extractor_ref(warp(ref_in, full_d, mode="oversampled"), last=level)[level]
+                    else:
+                        f_ref_warped = warp(f_ref, displacement / scale)  # level-l pixel units for the warp
+                cost = self.cost_volume(f_sample, f_ref_warped)
+                residual, context = self.phase_nets[str(level)](cost, displacement, context)
+                displacement = displacement + scale * residual  # residual is in level-l pixels
+
+                sample_back = inverse_warp(sample_l, displacement / scale)
+                t_residual, t_features = self.t_nets[str(level)](reference_l, sample_l, sample_back, transmission,
+                                                                 displacement)
+                transmission = transmission + t_residual
+                levels.append((level, displacement, transmission))
 
         if refine:
             displacement = displacement + scale * self.phase_refiner(displacement, context)
