@@ -327,9 +327,9 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
     if not (passes == "auto" if isinstance(passes, str) else _is_int(passes) and 1 <= passes <= MAX_PASSES):
         raise ValueError(f"predict_tiled: passes must be 'auto' or an integer from 1 to {MAX_PASSES}, got {passes!r}")
     symmetries = _check_symmetries(symmetries)
-    from .model.fast import check_iterations
+    from .model.config import check_iterations
 
-    check_iterations(options.get("iterations"))
+    check_iterations(options.get("iterations"), "predict_tiled: iterations")
     offset = global_offset(ref, sam) if prealign else (0, 0)
     first_ref = shift_image(ref, offset) if offset != (0, 0) else ref  # the network sees the residual field
     out = _predict_symmetric(model, first_ref, sam, symmetries, **options)

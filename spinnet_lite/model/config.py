@@ -11,7 +11,23 @@ Presets (:func:`get_config`):
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
+
+#: Most passes of the finest level (``SPINNetConfig.finest_iterations``, ``iterations=`` of a call).
+MAX_ITERATIONS = 4
+
+
+def check_iterations(iterations, what: str = "iterations") -> int | None:
+    """``iterations`` as an int if it is None or an integer in 1..:data:`MAX_ITERATIONS`, else a
+    ``ValueError`` naming ``what``."""
+    if iterations is None:
+        return None
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+            or not 1 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"{what}: expected an integer from 1 to {MAX_ITERATIONS} (passes of the finest level), "
+                         f"got {iterations!r}")
+    return int(iterations)
 
 
 @dataclass(frozen=True)
@@ -81,9 +97,9 @@ class SPINNetConfig:
             raise ValueError(f"image_warp_levels: expected levels in 2..{self.first_level - 1}, "
                              f"got {self.image_warp_levels}")
         object.__setattr__(self, "image_warp_levels", warp_levels)
-        iterations = self.finest_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
-            raise ValueError(f"finest_iterations: expected an int in 1..4, got {self.finest_iterations!r}")
+        if self.finest_iterations is None:
+            raise ValueError("finest_iterations: expected an integer from 1 to 4, got None")
+        object.__setattr__(self, "finest_iterations", check_iterations(self.finest_iterations, "finest_iterations"))
 
     @property
     def levels(self) -> list[int]:

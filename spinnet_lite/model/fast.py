@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import numbers
 
 import torch
 from torch import nn
 
+from .config import check_iterations
 from .cost_volume import FastCostVolume
 from .spinnet import SPINNet
 
@@ -331,15 +331,6 @@ class InferenceModel:
     def __repr__(self) -> str:
         return (f"InferenceModel(config={self.config.name!r}, engine={self.engine!r}, fast={self.fast}, "
                 f"channels_last={self.channels_last}, iterations={self.iterations})")
-
-
-def check_iterations(iterations) -> int | None:
-    """``iterations`` if it is None or an int in 1..4 (passes at the finest level), else a ValueError."""
-    if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral)
-                                   or not 1 <= iterations <= 4):
-        raise ValueError(f"iterations must be None (the network's own count) or an integer from 1 to 4, "
-                         f"got {iterations!r}")
-    return None if iterations is None else int(iterations)
 
 
 def _onnx_session(module: nn.Module, example: torch.Tensor, threads: int | None):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import MIN_SIZE, as_image
-from .config import SPINNetConfig
+from .config import SPINNetConfig, check_iterations
 from .spinnet import SPINNet
 
 
@@ -67,11 +67,11 @@ def predict(model: SPINNet, reference, sample, batch_size: int = 4, device=None,
             a reference with non-positive mean, a bad batch size, an unknown or unavailable engine,
             ``iterations`` not None or 1-4.
     """
-    from .fast import check_iterations, resolve_engine
+    from .fast import resolve_engine
 
     if not isinstance(model, SPINNet):
         raise ValueError(f"predict: expected a SPINNet model, got {type(model).__name__}")
-    iterations = check_iterations(iterations)
+    iterations = check_iterations(iterations, "predict: iterations")
     if int(batch_size) < 1:
         raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
     refs, ref_single = _as_stack(reference, "reference")

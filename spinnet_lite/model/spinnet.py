@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SPINNetConfig, get_config
+from .config import SPINNetConfig, check_iterations, get_config
 from .cost_volume import CostVolume
 from .estimators import PhaseNet, PhaseRefiner, TNet, TRefiner
 from .extractor import FeaturePyramid
@@ -96,11 +96,8 @@ class SPINNet(nn.Module):
                              f"for config {self.config.name!r}, got {last_level}")
         if refine and not self.config.refiners:
             raise ValueError(f"SPINNet: config {self.config.name!r} has no refiners; use refine=False")
-        if iterations is None:
-            iterations = self.config.finest_iterations
-        elif isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
-            raise ValueError(f"SPINNet: iterations must be an int in 1..4, got {iterations!r}")
-        return last_level, refine, iterations
+        iterations = check_iterations(iterations, "SPINNet: iterations")
+        return last_level, refine, self.config.finest_iterations if iterations is None else iterations
 
     def forward(self, reference: torch.Tensor, sample: torch.Tensor, last_level: int | None = None,
                 refine: bool | None = None, iterations: int | None = None) -> dict:
