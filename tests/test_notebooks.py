@@ -368,6 +368,13 @@ def check_07_evaluation(out: Path) -> None:
     assert all(r["median_time_s"] > 0 and 0 <= r["below_1_percent"] <= 1 for r in sym.values())
     if _trained(s):
         assert sym[4]["median_displacement_rmse"] < 1.0
+    # passes of the finest level: one and two, the count the weights were trained with marked and
+    # equal to the default evaluation above
+    its = {r["iterations"]: r for r in s["iterations"]}
+    assert {1, 2} <= set(its) and sum(r["trained"] for r in its.values()) == 1
+    trained = next(r for r in its.values() if r["trained"])
+    assert trained["median_displacement_rmse"] == s["evaluation"]["spinnet"]["median_displacement_rmse"]
+    assert all(r["median_time_s"] > 0 and 0 <= r["below_1_percent"] <= 1 for r in its.values())
     assert s["peak_rss_mb"] is None or s["peak_rss_mb"] < 1500, "Binder gives 2 GB"
     assert_exercises(s, ["07.1", "07.2", "07.3"])
     names = ["error_histogram.png", "fine_mask.png", "pitch_sweep.png", "operating_range.png", "speed.png"]
