@@ -194,7 +194,8 @@ PRESETS = {
     # The fourteenth segment, for this 2-core CPU: lite-cpu2 in a network whose level 2 runs
     # twice (model config finest_iterations=2, shared weights, the loss on both passes), fresh
     # pairs (seed 12). A 20-minute trial from the thirteenth's weights gave 0.0381 px on the 24
-    # held-out pairs (one pass of the same weights 0.0404), with 6 of 24 below 1 % Eq. 4 (3).
+    # held-out pairs (one pass of the same weights 0.0404), with 6 of 24 below 1 % Eq. 4 (3);
+    # the fourteenth segment, 120 minutes (2528 steps, make cpu-lite7): 0.0358 px, 7 of 24.
     "lite-cpu3": {**_LITE_CPU, "lr": 3e-5, "seed": 12, "finest_iterations": 2,
                   "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))},
     # the seed's sizes: for a GPU
