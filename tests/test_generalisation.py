@@ -259,22 +259,28 @@ class TestFinestIterations:
 
     def test_per_call_count_equals_a_configured_network(self, model, blob_pair):
         """``reconstruct(iterations=k)`` on a network is that network built with ``finest_iterations=k``;
-        one network's answer does not depend on the engine's cache of another count."""
+        without ``iterations`` a network runs its own count; one count's answer does not depend on
+        the engine's cache of another."""
         from spinnet_lite import reconstruct
         from spinnet_lite.model import SPINNet
 
         ref, sam = blob_pair.reference.values, blob_pair.sample.values
-        twice = SPINNet(model.config.replace(finest_iterations=2)).eval()
-        twice.load_state_dict(model.state_dict())
+        built = {}
+        for count in (1, 2):
+            built[count] = SPINNet(model.config.replace(finest_iterations=count)).eval()
+            built[count].load_state_dict(model.state_dict())
+        own = model.config.finest_iterations
         for engine in ("plain", "torch"):
-            one = reconstruct(ref, sam, model=model, engine=engine)
-            two = reconstruct(ref, sam, model=model, engine=engine, iterations=2)
-            np.testing.assert_allclose(two.dx.values, reconstruct(ref, sam, model=twice, engine=engine).dx.values,
+            one = reconstruct(ref, sam, model=built[1], engine=engine)
+            two = reconstruct(ref, sam, model=built[1], engine=engine, iterations=2)
+            np.testing.assert_allclose(two.dx.values, reconstruct(ref, sam, model=built[2], engine=engine).dx.values,
                                        atol=1e-5)
-            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=twice, engine=engine,
+            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=built[2], engine=engine,
                                                                   iterations=1).dx.values, atol=1e-5)
-            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=model, engine=engine).dx.values,
+            np.testing.assert_allclose(one.dx.values, reconstruct(ref, sam, model=built[1], engine=engine).dx.values,
                                        atol=1e-6)
+            default = reconstruct(ref, sam, model=model, engine=engine)  # the bundled weights' own count
+            np.testing.assert_allclose(default.dx.values, (one if own == 1 else two).dx.values, atol=1e-5)
             assert float(np.abs(two.dx.values - one.dx.values).max()) > 1e-3, engine
 
     @pytest.mark.parametrize("count", [0, 5, 2.0, True, "2"])
