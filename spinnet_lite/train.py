@@ -98,13 +98,12 @@ class TrainConfig:
                                            or not 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
         if self.finest_iterations is not None:
-            get_config(self.preset, finest_iterations=self.finest_iterations)  # a clear ValueError if out of range
+            self.model_config()  # a clear ValueError if out of range
 
     def model_config(self):
         """The :class:`SPINNetConfig` this run trains: the model preset, with ``finest_iterations`` if set."""
-        if self.finest_iterations is None:
-            return get_config(self.preset)
-        return get_config(self.preset, finest_iterations=self.finest_iterations)
+        changes = {} if self.finest_iterations is None else {"finest_iterations": self.finest_iterations}
+        return get_config(self.preset, **changes)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -134,6 +133,8 @@ _LITE_GPU = {**_LITE_SUBPIXEL, "batch_size": 16, "epoch_pairs": 4096, "val_pairs
 _LITE_CPU = {**_LITE_SUBPIXEL, "batch_size": 4, "epoch_pairs": 64, "lr": 6e-5, "lr_schedule": "cosine",
              "lr_floor": 0.1, "warmup_steps": 100, "recalibrate_bn": False, "seed": 4, "ema_decay": 0.998,
              "stage_epochs": (0, 0, 100_000), "spec": replace(_LITE_SUBPIXEL["spec"], bank_size=128)}
+
+_LITE_CPU2 = {**_LITE_CPU, "lr": 3e-5, "seed": 9, "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))}
 
 PRESETS = {
     # a few seconds: tests and the quick notebooks
@@ -189,15 +190,13 @@ PRESETS = {
     # level-2 image warp (model config image_warp_levels): 0.0412 / 0.0427 px (make cpu-lite5);
     # the thirteenth from the twelfth's (seed 11, 95 minutes, 2880 steps): 0.0400 / 0.0416 px
     # (make cpu-lite6).
-    "lite-cpu2": {**_LITE_CPU, "lr": 3e-5, "seed": 9,
-                  "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))},
+    "lite-cpu2": _LITE_CPU2,
     # The fourteenth segment, for this 2-core CPU: lite-cpu2 in a network whose level 2 runs
     # twice (model config finest_iterations=2, shared weights, the loss on both passes), fresh
     # pairs (seed 12). A 20-minute trial from the thirteenth's weights gave 0.0381 px on the 24
     # held-out pairs (one pass of the same weights 0.0404), with 6 of 24 below 1 % Eq. 4 (3);
     # the fourteenth segment, 120 minutes (2528 steps, make cpu-lite7): 0.0358 px, 7 of 24.
-    "lite-cpu3": {**_LITE_CPU, "lr": 3e-5, "seed": 12, "finest_iterations": 2,
-                  "spec": replace(_LITE_CPU["spec"], grains=(1.0, 6.0))},
+    "lite-cpu3": {**_LITE_CPU2, "seed": 12, "finest_iterations": 2},
     # the seed's sizes: for a GPU
     "full": dict(preset="full", patch=256, batch_size=8, epoch_pairs=2048, val_pairs=64, stage_epochs=(100, 50, 50), halve_every=20),
 }

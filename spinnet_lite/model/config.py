@@ -98,7 +98,7 @@ class SPINNetConfig:
                              f"got {self.image_warp_levels}")
         object.__setattr__(self, "image_warp_levels", warp_levels)
         if self.finest_iterations is None:
-            raise ValueError("finest_iterations: expected an integer from 1 to 4, got None")
+            raise ValueError(f"finest_iterations: expected an integer from 1 to {MAX_ITERATIONS}, got None")
         object.__setattr__(self, "finest_iterations", check_iterations(self.finest_iterations, "finest_iterations"))
 
     @property
