@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 gpu-lite4 clean
 
 setup: $(VENV)/.installed
 
@@ -124,6 +124,14 @@ cpu-lite6: setup
 cpu-lite7: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu3 --init-from spinnet_lite/weights/lite.pt --out runs/lite-cpu14 --minutes 120 --seed 12 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-cpu14 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+# Fifteenth segment (the bundled weights), on a lent GPU (one H100, 14 data workers; there:
+# `PRESET=lite-gpu3 bash tools/gpu_segment.sh 7.5`): the fourteenth's bundled weights, lite-gpu3
+# (lite-gpu2's batches of 16 in the network whose level 2 runs twice, peak lr 6e-5, seed 13) for
+# 7.5 minutes, then bundle with the operating-range sweeps.
+gpu-lite4: setup
+	$(PY) -m spinnet_lite train --preset lite-gpu3 --init-from spinnet_lite/weights/lite.pt --out runs/lite-gpu15 --minutes 7.5 --no-progress
+	$(PY) tools/bundle_weights.py runs/lite-gpu15 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
     p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "lite-gpu",
-                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "lite-cpu3", "full"),
+                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "lite-cpu3", "lite-gpu3", "full"),
                    default="lite",
                    help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sixth, for a 2-core CPU (batches of 4, cosine lr, a moving average of the weights); "
                         "lite-gpu2: the ninth, for a GPU (lite-gpu's batches with a moving average, diffuser "
                         "grains down to 1 px); lite-cpu2: the eleventh to thirteenth, lite-cpu with those grains; "
-                        "lite-cpu3: the fourteenth, lite-cpu2 with level 2 run twice (--finest-iterations 2)")
+                        "lite-cpu3: the fourteenth, lite-cpu2 with level 2 run twice (--finest-iterations 2); "
+                        "lite-gpu3: the fifteenth, for a GPU (lite-gpu2's batches with level 2 run twice)")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")

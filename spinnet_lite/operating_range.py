@@ -11,7 +11,10 @@ training run sees (seeds from ``EVAL_SEED_BASE + 100_000``):
 * **speckle type** -- coded masks of 2-10 px cells and diffusers of 1.5-6 px grain.
 
 Displacement gradients are kept below ``MAX_STRAIN`` so the speckle never folds; every method
-is scored on the same pixels (a border of ``BORDER`` px dropped).  XST searches
+is scored on the same pixels (a border of ``BORDER`` px dropped), by the rms displacement error
+and by the seed's Eq. 4 pair error (:func:`spinnet_lite.metrics.pair_error`, whose regimes
+:func:`regime_counts` counts: the same measure as the held-out evaluation, on fields up to
+12 px instead of the held-out set's mostly sub-pixel ones).  XST searches
 ``max(6, ceil(1.25 * largest shift) + 1)`` px, as a user who knows the sample would set it.
 
     from spinnet_lite.operating_range import run_sweeps, summarise
@@ -72,6 +75,7 @@ def _xst_search(max_shift: float) -> int:
 
 def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
     """Simulate one case (or use ``pair``) and score each method on it."""
+    from .metrics import pair_error
     from .reconstruct import reconstruct
     from .simulate import simulate_pair
 
@@ -92,7 +96,7 @@ def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
                      "largest_shift_px": largest, "visibility_rms": float(pair.attrs["visibility_rms"]),
                      "rmse_px": float(np.sqrt(np.mean(err**2))),
                      "median_abs_px": float(np.median(np.hypot(err[0], err[1]))),
-                     "time_s": elapsed})
+                     "pair_error": pair_error(out, pair, border=b), "time_s": elapsed})
     return rows
 
 
@@ -125,6 +129,24 @@ def summarise(rows: list[dict]) -> dict:
     return table
 
 
+def regime_counts(rows: list[dict], sweep: str = "magnitude", min_shift_px: float = 0.0) -> dict:
+    """How many cases of ``sweep`` fall in each of the seed's Eq. 4 regimes, per method.
+
+    Only cases whose largest displacement is at least ``min_shift_px`` count (the seed's
+    test pairs move by several pixels).  Returns ``{method: {"<0.25%": n, "0.25-1%": n, ">1%": n}}``;
+    rows without a ``pair_error`` (written before it was recorded) are skipped.
+    """
+    from .metrics import REGIMES, error_regime
+
+    counts: dict = {}
+    for r in rows:
+        if r["sweep"] != sweep or r.get("pair_error") is None or r["largest_shift_px"] < min_shift_px:
+            continue
+        method = counts.setdefault(r["method"], dict.fromkeys(REGIMES, 0))
+        method[error_regime(r["pair_error"])] += 1
+    return counts
+
+
 def format_tables(rows: list[dict]) -> str:
     """The three sweeps as plain-text tables (rms displacement error in px)."""
     table = summarise(rows)
@@ -143,4 +165,10 @@ def format_tables(rows: list[dict]) -> str:
                 if "spinnet" in res and "xst" in res and res["xst"] > 0:
                     line += f"  {res['spinnet'] / res['xst']:5.2f}"
                 lines.append(line)
+    counts = regime_counts(rows)
+    if counts:
+        lines.append("\nmagnitude sweep, the seed's Eq. 4 regimes (<0.25% / 0.25-1% / >1%)")
+        for method, c in sorted(counts.items()):
+            lines.append(f"  {method:>8}: " + " / ".join(str(n) for n in c.values())
+                         + f" of {sum(c.values())} cases")
     return "\n".join(lines)

@@ -356,6 +356,7 @@ def check_07_evaluation(out: Path) -> None:
         points = [r for r in rows if r["sweep"] == sweep]
         assert len(points) >= 4 and {r["method"] for r in points} == {"spinnet", "xst"}
         assert all(r["rmse_px"] is not None and r["rmse_px"] >= 0 for r in points)
+        assert all(r["pair_error"] >= 0 for r in points)  # the seed's Eq. 4 of each case
     speed = s["speed"]
     assert speed["spinnet_s"] > 0 and speed["xst_s"] > 0
     assert speed["speedup"] == pytest.approx(speed["xst_s"] / speed["spinnet_s"])

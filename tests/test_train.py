@@ -217,13 +217,17 @@ def test_presets_keep_their_own_seeds():
 
 
 def test_finest_iterations_reach_the_model(tmp_path):
-    """lite-cpu3 is lite-cpu2 with level 2 run twice; the trained model's config records it."""
+    """lite-cpu3 and lite-gpu3 are lite-cpu2 and lite-gpu2 with level 2 run twice; the trained model's config records it."""
     from spinnet_lite.cli import build_parser
 
     cpu2, cpu3 = preset_config("lite-cpu2"), preset_config("lite-cpu3")
     assert (cpu2.finest_iterations, cpu3.finest_iterations) == (None, 2)
     assert replace(cpu3, finest_iterations=None, seed=cpu2.seed) == cpu2
     assert cpu3.model_config().finest_iterations == 2 and cpu2.model_config().finest_iterations == 1
+    gpu2, gpu3 = preset_config("lite-gpu2", device="cpu"), preset_config("lite-gpu3", device="cpu")
+    assert gpu3.spec == cpu3.spec == gpu2.spec  # the GPU segment trains the same distribution
+    assert replace(gpu3, finest_iterations=None, seed=gpu2.seed, lr=gpu2.lr) == gpu2
+    assert gpu3.model_config().finest_iterations == 2
     args = build_parser().parse_args(["train", "--preset", "lite-cpu3", "--out", "x"])
     assert args.finest_iterations is None  # the preset's count holds
     with pytest.raises(ValueError, match="finest_iterations"):

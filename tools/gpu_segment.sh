@@ -9,7 +9,8 @@
 # RESUME=RUN_FOLDER continues an unfinished run (its checkpoint.pt, e.g. one stopped by a time
 # limit; a finished run has nothing left to run) instead, MINUTES then being the run's
 # total budget; LIMIT_S caps the training command's seconds (default MINUTES * 60 + 150).
-# PRESET names the training preset (default lite-gpu; lite-gpu2 for the ninth segment).
+# PRESET names the training preset (default lite-gpu; lite-gpu2 for the ninth segment, lite-gpu3
+# for the fifteenth).
 # EXTRA adds train options (a dry run on a CPU: EXTRA="--device cpu --workers 2 --epoch-pairs 32").
 # The machine has PyTorch but not h5netcdf: a wheel of it in .whl/ is installed first when there.
 set -u -o pipefail

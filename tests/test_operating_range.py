@@ -1,0 +1,56 @@
+"""The operating-range sweeps score each case by rms error and by the seed's Eq. 4."""
+import math
+
+import numpy as np
+import pytest
+
+from spinnet_lite import metrics, operating_range
+
+
+def _row(method, pair_error, largest=4.0, sweep="magnitude"):
+    return {"sweep": sweep, "label": "blobs", "value": largest, "method": method, "largest_shift_px": largest,
+            "rmse_px": 0.03, "pair_error": pair_error}
+
+
+def test_regime_counts_bin_the_pair_error():
+    rows = [_row("spinnet", 0.001), _row("spinnet", 0.005), _row("spinnet", 0.02), _row("spinnet", 0.0001, largest=0.5),
+            _row("xst", 0.03), _row("xst", 0.002, sweep="visibility"), {**_row("xst", None)}]
+    counts = operating_range.regime_counts(rows)
+    assert counts["spinnet"] == {"<0.25%": 2, "0.25-1%": 1, ">1%": 1}
+    assert counts["xst"] == {"<0.25%": 0, "0.25-1%": 0, ">1%": 1}  # other sweeps and rows without it skipped
+    assert operating_range.regime_counts(rows, min_shift_px=2.0)["spinnet"]["<0.25%"] == 1
+    assert "Eq. 4 regimes" in operating_range.format_tables(rows)
+    # rows recorded before the pair error was (older lite.json): tables without the regime line
+    old = [{k: v for k, v in r.items() if k != "pair_error"} for r in rows]
+    assert operating_range.regime_counts(old) == {} and "Eq. 4" not in operating_range.format_tables(old)
+
+
+def test_a_case_records_the_pair_error_of_the_output(monkeypatch):
+    """Eq. 4 of what the method returned, on the scored pixels: 0 for the truth itself, and
+    0.64 % (0.08^2) for the truth with dx 8 % too large (dy and T exact)."""
+    import importlib
+
+    from spinnet_lite.simulate import simulate_pair
+
+    case = next(c for c in operating_range.sweep_cases(quick=True, size=64) if c["label"] == "blobs")
+    pair = simulate_pair(**case["kwargs"])
+    scale = {"dx": 1.0}
+
+    def truth(reference, sample, method, model=None, **options):
+        out = pair[["dx", "dy", "transmission"]].copy(deep=True)
+        out["dx"] = out["dx"] * scale["dx"]
+        return out
+
+    monkeypatch.setattr(importlib.import_module("spinnet_lite.reconstruct"), "reconstruct", truth)
+    (row,) = operating_range.run_case(case, ["xst"], pair=pair)
+    assert row["pair_error"] == 0 and row["rmse_px"] == 0
+    scale["dx"] = 1.08
+    (row,) = operating_range.run_case(case, ["xst"], pair=pair)
+    assert row["pair_error"] == pytest.approx(0.0064, rel=1e-5)
+    assert metrics.error_regime(row["pair_error"]) == "0.25-1%"
+
+
+def test_a_real_case_scores_xst():
+    case = next(c for c in operating_range.sweep_cases(quick=True, size=64) if c["label"] == "blobs")
+    (row,) = operating_range.run_case(case, ["xst"])
+    assert math.isfinite(row["pair_error"]) and 0 < row["pair_error"] < 1
