@@ -200,7 +200,8 @@ def cmd_train(args, argv):
                         batch_size=args.batch_size, lr_schedule=args.lr_schedule,
                         ema_decay=args.ema_decay,
                         stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None,
-                        init_from=args.init_from, finest_iterations=args.finest_iterations)
+                        init_from=args.init_from, finest_iterations=args.finest_iterations,
+                        loss_eps=args.loss_eps)
     if cfg.batch_size > cfg.epoch_pairs:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than --epoch-pairs {cfg.epoch_pairs}: incomplete "
                          "batches are dropped, so no optimiser step would be taken")
@@ -298,13 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-epochs", type=_positive_int, nargs=3, metavar=("S1", "S2", "S3"), help="epochs per stage")
     p.add_argument("--epoch-pairs", type=_positive_int, help="training pairs per epoch (at least --batch-size)")
     p.add_argument("--lr", type=_positive_float, help="initial learning rate (default: the preset's)")
+    p.add_argument("--loss-eps", type=_positive_float, metavar="PX2",
+                   help="floor (px^2) added to the mean square of each ground-truth map in the Eq. 4 loss: "
+                        "smaller weighs small fields more (default: the preset's)")
     p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
     p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
     p.add_argument("--seed", type=_seed, help="seed of the training pairs and banks (default: the preset's)")
     p.add_argument("--workers", type=_non_negative_int,
                    help="data-loader worker processes (default: the preset's; 1 for the CPU presets)")
     p.add_argument("--threads", type=_positive_int, help="torch threads")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the preset's; cpu but for lite-gpu and lite-gpu2)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the preset's; cpu but for lite-gpu, lite-gpu2 and lite-gpu3)")
     p.add_argument("--lr-schedule", choices=("step", "cosine"),
                    help="step: halve the lr every few epochs; cosine: decay it over the time budget "
                         "(default: the preset's)")

@@ -348,3 +348,15 @@ def test_fine_grain_presets_change_only_what_they_say():
     assert replace(cpu2.spec, grains=cpu.spec.grains) == cpu.spec
     assert replace(gpu2.spec, grains=gpu.spec.grains) == gpu.spec
 
+
+
+def test_loss_floor_from_the_command_line(tmp_path):
+    """--loss-eps sets the Eq. 4 floor of the run (recorded), and the preset's holds without it."""
+    from spinnet_lite.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--loss-eps", "0.2", "--stage-epochs", "1", "1", "1",
+                 "--workers", "0", "--no-progress"]) == 0
+    assert json.loads((out / "record.json").read_text())["train_config"]["loss_eps"] == 0.2
+    assert preset_config("lite-cpu3").loss_eps == 0.05
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--loss-eps", "0"]) == 2
