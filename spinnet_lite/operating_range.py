@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from .data import EVAL_SEED_BASE
+from .metrics import REGIMES, error_regime, pair_error
 
 SEED_BASE = EVAL_SEED_BASE + 100_000
 MAX_STRAIN = 0.5
@@ -75,7 +76,6 @@ def _xst_search(max_shift: float) -> int:
 
 def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
     """Simulate one case (or use ``pair``) and score each method on it."""
-    from .metrics import pair_error
     from .reconstruct import reconstruct
     from .simulate import simulate_pair
 
@@ -136,8 +136,6 @@ def regime_counts(rows: list[dict], sweep: str = "magnitude", min_shift_px: floa
     test pairs move by several pixels).  Returns ``{method: {"<0.25%": n, "0.25-1%": n, ">1%": n}}``;
     rows without a ``pair_error`` (written before it was recorded) are skipped.
     """
-    from .metrics import REGIMES, error_regime
-
     counts: dict = {}
     for r in rows:
         if r["sweep"] != sweep or r.get("pair_error") is None or r["largest_shift_px"] < min_shift_px:
@@ -167,7 +165,7 @@ def format_tables(rows: list[dict]) -> str:
                 lines.append(line)
     counts = regime_counts(rows)
     if counts:
-        lines.append("\nmagnitude sweep, the seed's Eq. 4 regimes (<0.25% / 0.25-1% / >1%)")
+        lines.append(f"\nmagnitude sweep, the seed's Eq. 4 regimes ({' / '.join(REGIMES)})")
         for method, c in sorted(counts.items()):
             lines.append(f"  {method:>8}: " + " / ".join(str(n) for n in c.values())
                          + f" of {sum(c.values())} cases")

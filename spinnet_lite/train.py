@@ -202,8 +202,8 @@ PRESETS = {
     # The fifteenth segment, for a lent GPU (about 8 minutes on one H100): lite-gpu2's batches of
     # 16 and workers (the distribution of lite-cpu2 and lite-cpu3) in the network whose level 2
     # runs twice, from the fourteenth's weights, a peak lr between lite-gpu2's and lite-cpu3's
-    # (larger batches than the CPU's), fresh pairs (seed 13). The fifteenth segment, 7.5 minutes
-    # (3328 steps, 53 248 pairs, make gpu-lite4): 0.0352 / 0.0362 px on 24 / 96 held-out pairs
+    # (larger batches than the CPU's), fresh pairs (seed 13). 7.5 minutes (3328 steps, 53 248
+    # pairs, make gpu-lite4): 0.0352 / 0.0362 px on 24 / 96 held-out pairs
     # (the fourteenth's 0.0358 / 0.0373), 8 of 24 below 1 % Eq. 4 (7).
     "lite-gpu3": {**_LITE_GPU2, "lr": 6e-5, "seed": 13, "finest_iterations": 2},
     # the seed's sizes: for a GPU

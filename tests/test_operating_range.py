@@ -12,9 +12,14 @@ def _row(method, pair_error, largest=4.0, sweep="magnitude"):
             "rmse_px": 0.03, "pair_error": pair_error}
 
 
+def _blob_case():
+    """The quick magnitude sweep's blob case, at 64 px."""
+    return next(c for c in operating_range.sweep_cases(quick=True, size=64) if c["label"] == "blobs")
+
+
 def test_regime_counts_bin_the_pair_error():
     rows = [_row("spinnet", 0.001), _row("spinnet", 0.005), _row("spinnet", 0.02), _row("spinnet", 0.0001, largest=0.5),
-            _row("xst", 0.03), _row("xst", 0.002, sweep="visibility"), {**_row("xst", None)}]
+            _row("xst", 0.03), _row("xst", 0.002, sweep="visibility"), _row("xst", None)]
     counts = operating_range.regime_counts(rows)
     assert counts["spinnet"] == {"<0.25%": 2, "0.25-1%": 1, ">1%": 1}
     assert counts["xst"] == {"<0.25%": 0, "0.25-1%": 0, ">1%": 1}  # other sweeps and rows without it skipped
@@ -32,7 +37,7 @@ def test_a_case_records_the_pair_error_of_the_output(monkeypatch):
 
     from spinnet_lite.simulate import simulate_pair
 
-    case = next(c for c in operating_range.sweep_cases(quick=True, size=64) if c["label"] == "blobs")
+    case = _blob_case()
     pair = simulate_pair(**case["kwargs"])
     scale = {"dx": 1.0}
 
@@ -51,6 +56,6 @@ def test_a_case_records_the_pair_error_of_the_output(monkeypatch):
 
 
 def test_a_real_case_scores_xst():
-    case = next(c for c in operating_range.sweep_cases(quick=True, size=64) if c["label"] == "blobs")
+    case = _blob_case()
     (row,) = operating_range.run_case(case, ["xst"])
     assert math.isfinite(row["pair_error"]) and 0 < row["pair_error"] < 1
