@@ -337,7 +337,7 @@ ax.set(xlabel="seconds per pair (median)",
 lesson.savefig(fig, "speed.png")
 
 # %% [markdown]
-# ## 6 · Accuracy for time: mirror images, passes of the finest level
+# ## 6 · Accuracy for time: mirror images, passes of the finest level, the Lucas-Kanade step
 #
 # The training pairs are as likely as their mirror images, but the network is not exactly
 # symmetric: a pair and its mirror image give slightly different answers, and their errors are
@@ -390,6 +390,18 @@ iteration_table["time vs trained"] = (iteration_table.median_time_s
                                       / iteration_table.median_time_s[trained_count])
 lesson.record(iterations=iteration_rows)
 display(iteration_table.round(4))
+
+# %% [markdown]
+# After the network, `reconstruct` runs two Lucas-Kanade steps with a 6 px window (notebook
+# 03, end of section 6): they correct the slowly varying part of the network's answer and
+# leave the finer detail to it. `lk_sigma=0` gives the network alone; both on the same pairs:
+
+# %%
+lk_rows = [{"Lucas-Kanade step": label, **option_row(options)[1]}
+           for label, options in (("off (lk_sigma=0): the network alone", {"lk_sigma": 0}), ("on (default)", {}))]
+lk_table = pd.DataFrame(lk_rows).set_index("Lucas-Kanade step")
+lesson.record(lucas_kanade=lk_rows)
+display(lk_table.round(4))
 
 # %% [markdown]
 # ## 7 · Exercises

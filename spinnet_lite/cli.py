@@ -73,6 +73,20 @@ def _positive_float(text):
     return value
 
 
+def _non_negative_float(text):
+    value = _number(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _lk_sigma(text):
+    value = _number(text)
+    if not (value == 0 or 1 <= value <= 64):
+        raise argparse.ArgumentTypeError(f"expected 0 (off) or a window of 1 to 64 px, got {text}")
+    return value
+
+
 def _unit_open(text):
     value = _number(text)
     if not (0.0 < value < 1.0):
@@ -145,7 +159,8 @@ def cmd_reconstruct(args):
     if args.method == "xst":
         wrong = [name for name, value in (("--tile", args.tile), ("--overlap", args.overlap), ("--weights", args.weights),
                                           ("--no-prealign", args.no_prealign or None), ("--engine", args.engine),
-                                          ("--symmetries", args.symmetries), ("--iterations", args.iterations))
+                                          ("--symmetries", args.symmetries), ("--iterations", args.iterations),
+                                          ("--lk-sigma", args.lk_sigma))
                  if value is not None]
         if wrong:
             raise UsageError(f"{', '.join(wrong)} appl{'ies' if len(wrong) == 1 else 'y'} to --method spinnet only")
@@ -170,6 +185,8 @@ def cmd_reconstruct(args):
             options["symmetries"] = args.symmetries
         if args.iterations is not None:
             options["iterations"] = args.iterations
+        if args.lk_sigma is not None:
+            options["lk_sigma"] = args.lk_sigma
     reference = read_image(args.reference)
     sample = read_image(args.sample)
     model = None
@@ -201,7 +218,7 @@ def cmd_train(args, argv):
                         ema_decay=args.ema_decay,
                         stage_epochs=tuple(args.stage_epochs) if args.stage_epochs else None,
                         init_from=args.init_from, finest_iterations=args.finest_iterations,
-                        loss_eps=args.loss_eps)
+                        loss_eps=args.loss_eps, level_loss_scale=args.level_loss_scale)
     if cfg.batch_size > cfg.epoch_pairs:
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than --epoch-pairs {cfg.epoch_pairs}: incomplete "
                          "batches are dropped, so no optimiser step would be taken")
@@ -264,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, choices=(1, 2, 3, 4),
                    help="SPINNet: passes of the network's finest level (default: what the weights were trained "
                         "with, their config's finest_iterations; fewer is faster)")
+    p.add_argument("--lk-sigma", type=_lk_sigma, metavar="PX",
+                   help="SPINNet: Gaussian window (px, 1-64) of the Lucas-Kanade step after the network, which "
+                        "corrects the slowly varying part of the displacement (default 6); 0: the network alone")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--outlier-threshold", type=_positive_float,
                    help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "
@@ -302,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-eps", type=_positive_float, metavar="PX2",
                    help="floor (px^2) added to the mean square of each ground-truth map in the Eq. 4 loss: "
                         "smaller weighs small fields more (default: the preset's)")
+    p.add_argument("--level-loss-scale", type=_non_negative_float, metavar="FACTOR",
+                   help="factor on the loss weights of the pyramid levels; the final output keeps weight 1 "
+                        "(below 1 leans on the final output; 0 trains on it alone; default 1)")
     p.add_argument("--patch", type=_positive_int, help="training patch size in pixels (a multiple of 32)")
     p.add_argument("--batch-size", type=_positive_int, help="pairs per batch")
     p.add_argument("--seed", type=_seed, help="seed of the training pairs and banks (default: the preset's)")

@@ -11,9 +11,10 @@ network, so a beamline program needs no Python package at all:
 Inputs are ``(B, 1, H, W)`` float32 reference and sample at the size given when exporting
 (the padding is fixed then); the output is ``(B, 3, H, W)``: ``dx``, ``dy`` (px, forward-model
 convention) and the transmission ``T``.  It is one network pass: what
-``reconstruct(..., prealign=False, passes=1)`` gives.  The global offset and the second pass on
-wide fields that ``reconstruct`` adds by default (:mod:`spinnet_lite.align`) are numpy around
-the network and are not part of the export.
+``reconstruct(..., prealign=False, passes=1, lk_sigma=0)`` gives.  The global offset and the
+second pass on wide fields (:mod:`spinnet_lite.align`) and the Lucas-Kanade step after the
+network (:mod:`spinnet_lite.lucas_kanade`) that ``reconstruct`` adds by default are around the
+network and are not part of the export.
 
     from spinnet_lite.export import export_model, load_exported, run_exported
     path = export_model("spinnet_256.pt", fmt="torchscript", size=256)

@@ -27,7 +27,7 @@ from .checks import resolve_device
 from .data import VALIDATION_BANK_BASE, VALIDATION_SEED_BASE, PairSpec, SimulatedPairs, load_or_make_bank
 from .io import atomic_write, write_text
 from .model.config import get_config
-from .model.loss import multilevel_loss, pair_error
+from .model.loss import DEFAULT_WEIGHTS, multilevel_loss, pair_error
 from .model.predict import read_checkpoint, save_checkpoint, save_torch
 from .model.spinnet import SPINNet
 
@@ -65,6 +65,9 @@ class TrainConfig:
     warmup_steps: int = 0
     stage_lr_scale: tuple[float, float, float] = (1.0, 0.5, 0.5)  # stages 2-3 fine-tune from a trained stage 1
     loss_eps: float = 1e-2  # floor (px^2) on the mean square of each ground-truth map in Eq. 4
+    # factor on the loss weights of the pyramid levels (model.loss.DEFAULT_WEIGHTS); the final,
+    # evaluated output keeps weight 1. Below 1 a fine-tuning run leans on the final output
+    level_loss_scale: float = 1.0
     clip_grad: float | None = 5.0  # gradient-norm clipping: one odd batch must not undo the run
     seed: int = 0
     workers: int = 1
@@ -97,8 +100,15 @@ class TrainConfig:
         if self.ema_decay is not None and (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
                                            or not 0.0 < self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be None or a number in (0, 1), got {self.ema_decay!r}")
+        if (isinstance(self.level_loss_scale, bool) or not isinstance(self.level_loss_scale, (int, float))
+                or not 0.0 <= self.level_loss_scale < float("inf")):
+            raise ValueError(f"level_loss_scale must be a finite number >= 0, got {self.level_loss_scale!r}")
         if self.finest_iterations is not None:
             self.model_config()  # a clear ValueError if out of range
+
+    def loss_weights(self) -> dict:
+        """The multi-level loss weights of this run: the levels' defaults times ``level_loss_scale``."""
+        return {k: (v if k == "final" else v * self.level_loss_scale) for k, v in DEFAULT_WEIGHTS.items()}
 
     def model_config(self):
         """The :class:`SPINNetConfig` this run trains: the model preset, with ``finest_iterations`` if set."""
@@ -341,8 +351,10 @@ def _train_mode(model: SPINNet, freeze_bn: bool) -> None:
 
 
 @torch.no_grad()
-def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1e-2) -> tuple[float, float]:
-    """Mean multi-level loss and mean final pair error (Eq. 4, no floor) over ``pairs`` in eval mode."""
+def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1e-2,
+                  weights: dict | None = None) -> tuple[float, float]:
+    """Mean multi-level loss (``weights``: default ``DEFAULT_WEIGHTS``) and mean final pair error
+    (Eq. 4, no floor) over ``pairs`` in eval mode."""
     model.eval()
     last, refine = STAGES[stage]
     losses, errors = [], []
@@ -350,7 +362,7 @@ def evaluate_loss(model: SPINNet, pairs, stage: int, device, loss_eps: float = 1
         chunk = pairs[i : i + 8]
         batch = {k: torch.stack([p[k] for p in chunk]).to(device) for k in chunk[0]}
         out = model(batch["reference"], batch["sample"], last_level=last, refine=refine)
-        loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], eps=loss_eps)
+        loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], weights=weights, eps=loss_eps)
         losses.append(float(loss) * len(chunk))
         pe = pair_error((out["displacement"], out["transmission"]), (batch["displacement"], batch["transmission"]))
         errors.append(float(pe.sum()))
@@ -562,7 +574,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
             for batch in _loaders(cfg, epoch, stage, train_bank):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 out = model(batch["reference"], batch["sample"], last_level=last, refine=refine)
-                loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], eps=cfg.loss_eps)
+                loss, _ = multilevel_loss(out, batch["displacement"], batch["transmission"], weights=cfg.loss_weights(),
+                                          eps=cfg.loss_eps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if step < cfg.warmup_steps:  # the warm-up's last step is back at the schedule's lr
@@ -576,7 +589,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, overwrite: bool = Fal
                 total += float(loss.detach()) * len(batch["reference"])
                 count += len(batch["reference"])
                 step += 1
-            val_loss, val_pe = evaluate_loss(output, val_pairs, stage, device, cfg.loss_eps)
+            val_loss, val_pe = evaluate_loss(output, val_pairs, stage, device, cfg.loss_eps, cfg.loss_weights())
             epoch += 1
             history.append(dict(stage=stage, epoch=epoch, step=step, patch=cfg.patch, lr=lr, train_loss=total / max(count, 1),
                                 val_loss=val_loss, val_pair_error=val_pe, elapsed_s=round(time.perf_counter() - t0, 1)))

@@ -56,13 +56,14 @@ class TestTileGeometry:
 
 class TestPredictTiled:
     """Tiles against one pass of the network itself: the global offset and the residual passes
-    around it (spinnet_lite.align, tested in test_generalisation.py) are off here."""
+    around it (spinnet_lite.align, tested in test_generalisation.py) and the Lucas-Kanade step
+    after it (test_lucas_kanade.py) are off here."""
 
     def test_pointwise_model_is_reproduced_exactly(self, pair):
         model = PointwiseNet().eval()
         full = predict(model, pair.reference.values, pair.sample.values)
         tiled = predict_tiled(model, pair.reference.values, pair.sample.values, tile=128, overlap=32,
-                              prealign=False, passes=1)
+                              prealign=False, passes=1, lk_sigma=0)
         for name in ("dx", "dy", "transmission"):
             np.testing.assert_allclose(tiled[name], full[name], rtol=1e-5, err_msg=name)
 
@@ -76,7 +77,7 @@ class TestPredictTiled:
         assert plan["tiles"] > 1
         full = predict(model, pair.reference.values, pair.sample.values)
         tiled = predict_tiled(model, pair.reference.values, pair.sample.values, max_memory=budget,
-                              prealign=False, passes=1)
+                              prealign=False, passes=1, lk_sigma=0)
         for name in ("dx", "dy", "transmission"):
             np.testing.assert_allclose(tiled[name], full[name], rtol=1e-5, err_msg=name)
 
@@ -87,14 +88,14 @@ class TestPredictTiled:
         sam = ref * rng.uniform(0.8, 1.0, shape)
         model = PointwiseNet().eval()
         full = predict(model, ref, sam)
-        tiled = predict_tiled(model, ref, sam, tile=tile, overlap=16, prealign=False, passes=1)
+        tiled = predict_tiled(model, ref, sam, tile=tile, overlap=16, prealign=False, passes=1, lk_sigma=0)
         np.testing.assert_allclose(tiled["dx"], full["dx"], rtol=1e-5)
 
     def test_small_image_is_one_plain_predict(self, pair):
         torch.manual_seed(0)
         model = SPINNet("tiny").eval()
         a = predict(model, pair.reference.values, pair.sample.values)
-        b = predict_tiled(model, pair.reference.values, pair.sample.values, tile=256, prealign=False, passes=1)
+        b = predict_tiled(model, pair.reference.values, pair.sample.values, tile=256, prealign=False, passes=1, lk_sigma=0)
         np.testing.assert_array_equal(a["dx"], b["dx"])
 
     @pytest.mark.skipif(not WEIGHTS.exists(), reason="bundled weights not present")
@@ -105,7 +106,7 @@ class TestPredictTiled:
         model = load_pretrained()
         full = predict(model, pair.reference.values, pair.sample.values)
         tiled = predict_tiled(model, pair.reference.values, pair.sample.values, tile=128, overlap=32,
-                              prealign=False, passes=1)
+                              prealign=False, passes=1, lk_sigma=0)
         signal = np.sqrt(np.mean(full["dx"] ** 2 + full["dy"] ** 2))
         diff = np.sqrt(np.mean((tiled["dx"] - full["dx"]) ** 2 + (tiled["dy"] - full["dy"]) ** 2))
         assert diff <= 0.15 * signal + 0.02, (
@@ -126,8 +127,8 @@ class TestPredictTiled:
 class TestReconstructTiles:
     def test_reconstruct_tiles_larger_images(self, pair):
         model = PointwiseNet().eval()
-        one = reconstruct(pair.reference, pair.sample, method="spinnet", model=model)
-        tiled = reconstruct(pair.reference, pair.sample, method="spinnet", model=model, tile=128, overlap=16)
+        one = reconstruct(pair.reference, pair.sample, method="spinnet", model=model, lk_sigma=0)
+        tiled = reconstruct(pair.reference, pair.sample, method="spinnet", model=model, tile=128, overlap=16, lk_sigma=0)
         np.testing.assert_allclose(tiled.dx.values, one.dx.values, rtol=1e-5)
         assert "tile" in tiled.attrs["options"]
 

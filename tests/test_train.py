@@ -360,3 +360,32 @@ def test_loss_floor_from_the_command_line(tmp_path):
     assert json.loads((out / "record.json").read_text())["train_config"]["loss_eps"] == 0.2
     assert preset_config("lite-cpu3").loss_eps == 0.05
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--loss-eps", "0"]) == 2
+
+
+def test_level_loss_scale(tmp_path):
+    """--level-loss-scale scales the pyramid levels' loss weights (the final output keeps 1): at 0
+    the run's validation loss is the final output's Eq. 4 alone, which the run also records as its
+    pair error (both with no floor to speak of)."""
+    from spinnet_lite.cli import main
+    from spinnet_lite.model.loss import DEFAULT_WEIGHTS
+
+    weights = preset_config("tiny", level_loss_scale=0.25).loss_weights()
+    assert weights["final"] == 1.0 and weights[2] == 0.25 * DEFAULT_WEIGHTS[2] and weights[6] == 0.25 * DEFAULT_WEIGHTS[6]
+    assert preset_config("lite-cpu3").loss_weights() == DEFAULT_WEIGHTS
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="level_loss_scale"):
+            preset_config("tiny", level_loss_scale=bad)
+
+    rows = {}
+    for scale in ("0", "1"):
+        out = tmp_path / f"run{scale}"
+        assert main(["train", "--preset", "tiny", "--out", str(out), "--level-loss-scale", scale, "--loss-eps", "1e-8",
+                     "--stage-epochs", "1", "1", "1", "--workers", "0", "--no-progress"]) == 0
+        assert json.loads((out / "record.json").read_text())["train_config"]["level_loss_scale"] == float(scale)
+        with open(out / "history.csv") as f:
+            rows[scale] = list(csv.DictReader(f))[-1]
+    last = rows["0"]
+    assert float(last["val_loss"]) == pytest.approx(float(last["val_pair_error"]), rel=1e-4)
+    # with the levels weighed in the loss is larger than the final term alone
+    assert float(rows["1"]["val_loss"]) > 1.2 * float(rows["1"]["val_pair_error"])
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--level-loss-scale", "-1"]) == 2

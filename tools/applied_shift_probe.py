@@ -3,6 +3,7 @@
     python tools/applied_shift_probe.py                  # the bundled weights
     python tools/applied_shift_probe.py --checkpoint runs/x/model.pt
     python tools/applied_shift_probe.py --grain 1.0         # a finer membrane (measured grain ~2 px)
+    python tools/applied_shift_probe.py --lk-sigma 0        # the network alone (no Lucas-Kanade step)
 
 A real data set has no ground truth, so a check moves its reference image by a known amount:
 here a simulated membrane (a diffuser of 3 px grain and 6 % rms visibility unless ``--grain``
@@ -23,12 +24,13 @@ from scipy import ndimage
 SHIFTS = (0.08, 0.3, 1.0, 2.0, 4.0)
 
 
-def rms_errors(reference, sample, dx, dy, search: int, model=None, border: int = 24) -> dict:
+def rms_errors(reference, sample, dx, dy, search: int, model=None, border: int = 24, spinnet_options=None) -> dict:
     from spinnet_lite import reconstruct
 
     out = {}
     for method in ("spinnet", "xst"):
-        kw = {"search": search} if method == "xst" else ({"model": model} if model is not None else {})
+        kw = {"search": search} if method == "xst" else {**({"model": model} if model is not None else {}),
+                                                          **(spinnet_options or {})}
         r = reconstruct(reference, sample, method=method, **kw)
         e = np.stack([r.dx.values - dx, r.dy.values - dy])[:, border:-border, border:-border]
         out[method] = float(np.sqrt(np.mean(e**2)))
@@ -47,6 +49,7 @@ def main(argv=None) -> None:
                         "2.0 / 2.3 / 2.5 / 2.9 / 4.4 px for 1 / 1.5 / 2 / 3 / 6 at its detector blur)")
     p.add_argument("--visibility", type=float, default=0.06, help="rms contrast of the reference (default 0.06)")
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12], help="simulator seeds of the references")
+    p.add_argument("--lk-sigma", type=float, help="SPINNet's Lucas-Kanade window, px (default reconstruct's; 0: off)")
     args = p.parse_args(argv)
     if not 0.5 <= args.grain <= 64 or not 0 < args.visibility < 1:
         p.error("--grain must be 0.5-64 px and --visibility in (0, 1)")
@@ -80,7 +83,8 @@ def main(argv=None) -> None:
         cases.append(("smooth 3 px bump", moved, dx, dy, 6))
         for label, moved, dx, dy, search in cases:
             sample = moved * (1 + 0.01 * rng.standard_normal(moved.shape))
-            e = rms_errors(ref.astype(np.float32), sample.astype(np.float32), dx, dy, search, model)
+            e = rms_errors(ref.astype(np.float32), sample.astype(np.float32), dx, dy, search, model,
+                           spinnet_options=None if args.lk_sigma is None else {"lk_sigma": args.lk_sigma})
             print(f"{label:<18} {seed:>4} {e['spinnet']:>8.3f} {e['xst']:>7.3f} {e['spinnet'] / e['xst']:>6.2f}",
                   flush=True)
 

@@ -25,7 +25,7 @@ CASES = {"mask 4 px": dict(pitch=4.0),
 SEED_BASE = 1_000_700_000
 
 
-def probe(model, shifts=SHIFTS, pairs: int = 3, size: int = 256, border: int = 8) -> dict:
+def probe(model, shifts=SHIFTS, pairs: int = 3, size: int = 256, border: int = 8, spinnet_options=None) -> dict:
     """``{case: {shift: {"spinnet": (gain, rmse), "xst": (gain, rmse)}}}``."""
     from spinnet_lite import reconstruct, simulate_pair
 
@@ -41,7 +41,7 @@ def probe(model, shifts=SHIFTS, pairs: int = 3, size: int = 256, border: int = 8
                 dx_true, dy_true = ds["dx"].values[inner], ds["dy"].values[inner]
                 length = float(np.hypot(dx_true, dy_true).mean())
                 for method in rows:
-                    kw = {"model": model} if method == "spinnet" else {"window": 7, "search": 6}
+                    kw = {"model": model, **(spinnet_options or {})} if method == "spinnet" else {"window": 7, "search": 6}
                     rec = reconstruct(ds["reference"].values, ds["sample"].values, method=method, **kw)
                     dx, dy = rec["dx"].values[inner], rec["dy"].values[inner]
                     # gain along the true direction: the projection of the estimate on it
@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="SPINNet checkpoint (default: the bundled weights)")
     parser.add_argument("--pairs", type=int, default=3, help="seeds per shift (default 3)")
+    parser.add_argument("--lk-sigma", type=float,
+                        help="SPINNet's Lucas-Kanade window, px (default reconstruct's; 0: the network alone)")
     args = parser.parse_args(argv)
     import torch
 
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     model = load_checkpoint(args.checkpoint) if args.checkpoint else load_pretrained()
-    result = probe(model, pairs=args.pairs)
+    result = probe(model, pairs=args.pairs, spinnet_options=None if args.lk_sigma is None else {"lk_sigma": args.lk_sigma})
     print(f"{'case':14s}{'shift px':>9}{'SPINNet gain':>14}{'rmse':>8}{'XST gain':>10}{'rmse':>8}")
     for case, rows in result.items():
         for shift, r in rows.items():
