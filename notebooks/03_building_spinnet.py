@@ -606,8 +606,9 @@ for label, sigma in (("network alone (lk_sigma=0)", 0), ("network + Lucas-Kanade
 lesson.record(lucas_kanade_errors_px=lk_errors)
 
 # %% [markdown]
-# On the 24 held-out pairs the step takes the median error from 0.035 to 0.026 px and the
-# pairs below the seed's 1 % Eq. 4 from 8 to 13 (README, "Results").
+# On the 24 held-out pairs (the bundled weights, `benchmarks/evaluate.py`) the step takes the
+# median error from 0.0345 to 0.0260 px and the pairs below the seed's 1 % Eq. 4 from 8 to 13
+# (README, "Results").
 #
 # ## 7 · Parameter counts: `full` and `lite`
 #

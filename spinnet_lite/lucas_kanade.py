@@ -13,8 +13,8 @@ with ``J = dR/dd`` (central differences of the warp, +-0.5 px); weighted least s
 ``(a, a ex, a ey)`` per pixel gives the residual ``(ex, ey)``, which is added to ``d``; a is a
 local transmission, so absorption does not bias the shift. The window averages the residual,
 so the step corrects what varies over more than ~``sigma`` px and leaves the finer detail to the
-network (an error of the network that varies faster stays). Warps use the project's
-``warp(..., mode="oversampled")`` (``model/warp.py``), as the network's finest level does.
+network (an error of the network that varies faster stays). The reference is read as the
+network's finest level reads it, ``warp(..., mode="oversampled")`` (``model/warp.py``).
 
 This is a deviation from the seed (notebook 03), on by default in :func:`spinnet_lite.reconstruct`
 (``lk_sigma``; ``lk_sigma=0`` gives the network alone).

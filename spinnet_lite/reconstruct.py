@@ -183,7 +183,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         result = _run_xst(ref, sam, options)
     else:
         result = _run_spinnet(ref, sam, model, options)
-    arrays = {name: np.asarray(result[name], dtype=np.float64) for name in ("dx", "dy", "transmission")}
+    # each float32 map released as its float64 copy is made: a 4096 px frame's peak stays lower
+    arrays = {name: np.asarray(result.pop(name), dtype=np.float64) for name in ("dx", "dy", "transmission")}
     if "correlation" in result:
         arrays["correlation"] = np.asarray(result["correlation"], dtype=np.float64)
     for name, arr in arrays.items():
