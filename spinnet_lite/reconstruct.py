@@ -132,7 +132,11 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             1 px or more); ``symmetries`` (default 1; 2, 4 or 8: the network's answers averaged
             over that many mirror images of the pair, more accurate for that many times the
             network's time); ``iterations`` (passes of the network's finest level, 1-4; default
-            what the weights were trained with, ``config.finest_iterations``).
+            what the weights were trained with, ``config.finest_iterations``); ``lk_sigma``
+            (default 6 px: after the network, Lucas-Kanade steps in a Gaussian window of this
+            sigma correct the slowly varying part of the displacement,
+            :mod:`spinnet_lite.lucas_kanade`; 0 or None: the network alone) and
+            ``lk_iterations`` (those steps, default 2).
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:
