@@ -81,10 +81,12 @@ def _non_negative_float(text):
 
 
 def _lk_sigma(text):
-    value = _number(text)
-    if not (value == 0 or 1 <= value <= 64):
-        raise argparse.ArgumentTypeError(f"expected 0 (off) or a window of 1 to 64 px, got {text}")
-    return value
+    from .lucas_kanade import check_sigma  # the one rule for the window; torch only when the option is given
+
+    try:
+        return check_sigma(_number(text), "--lk-sigma")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _unit_open(text):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .model.normalize import gaussian_kernel
 from .model.warp import pixel_grid, read_upsampled, upsample2_midpoints
 
 #: Window (Gaussian sigma, px) and iterations of the step that ``reconstruct`` runs by default.
@@ -60,14 +61,6 @@ def check_iterations(iterations, what: str = "lk_iterations") -> int:
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not 1 <= iterations <= 8:
         raise ValueError(f"{what}: expected an integer from 1 to 8 (Lucas-Kanade steps), got {iterations!r}")
     return int(iterations)
-
-
-def gaussian_kernel(sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian, radius ``ceil(3 sigma)``."""
-    radius = int(math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
 
 
 def gaussian_blur(maps: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from spinnet_lite import reconstruct, simulate_pair
 from spinnet_lite.lucas_kanade import lk_refine, lk_step
-from spinnet_lite.model.warp import upsample2_midpoints, warp
+from spinnet_lite.model.warp import warp
 
 N = 128
 INNER = (slice(16, -16), slice(16, -16))
@@ -190,12 +190,3 @@ def test_mirror_symmetric():
     np.testing.assert_allclose(ty.T, ax, atol=1e-5)
     np.testing.assert_allclose(tx.T, ay, atol=1e-5)
 
-
-@pytest.mark.parametrize("shape", [(1, 1, 37, 50), (2, 3, 8, 9), (1, 1, 1, 5), (1, 1, 300, 64)])
-def test_banded_upsampling_is_the_same(shape):
-    """upsample2_midpoints in bands of rows (how the step upsamples a whole frame) gives the
-    same numbers as in one go."""
-    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
-    whole = upsample2_midpoints(x)
-    for rows in (1, 2, 3, 7, 1000):
-        assert torch.equal(upsample2_midpoints(x, band_rows=rows), whole)

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 CONTRAST_FLOOR = 1e-3
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
+def gaussian_kernel(sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``sigma`` px, radius ``max(1, ceil(3 sigma))``."""
     radius = max(1, int(math.ceil(3.0 * sigma)))
     x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
@@ -48,7 +49,7 @@ def local_mean(image: torch.Tensor, sigma: float) -> torch.Tensor:
         factor //= 2
     x = F.avg_pool2d(image, factor, ceil_mode=True) if factor > 1 else image
     s = sigma / factor
-    k = _gaussian_kernel(s, image.device, image.dtype)
+    k = gaussian_kernel(s, image.device, image.dtype)
     r = (k.numel() - 1) // 2
     x = x.reshape(b * c, 1, *x.shape[-2:])
     ph, pw = min(r, x.shape[-2] - 1), min(r, x.shape[-1] - 1)

@@ -42,30 +42,13 @@ def _with_midpoints(flat: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.stack([flat, mids], dim=dim + 1).reshape(shape)
 
 
-def upsample2_midpoints(image: torch.Tensor, band_rows: int | None = None) -> torch.Tensor:
+def upsample2_midpoints(image: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, C, 2H, 2W)``: the samples kept at even indices, cubic
     (Catmull-Rom) midpoints between them at odd ones (the last column and row repeat the
-    border). Pixel ``i`` of the input is pixel ``2 i`` of the output.
-
-    ``band_rows``: the same numbers, computed ``band_rows`` input rows at a time into the
-    output, so a large frame needs no temporaries of the output's size (the Lucas-Kanade step
-    upsamples whole frames)."""
+    border). Pixel ``i`` of the input is pixel ``2 i`` of the output."""
     batch, channels, height, width = image.shape
     flat = image.reshape(batch * channels, 1, height, width)
-    if band_rows is None:
-        return _with_midpoints(_with_midpoints(flat, 3), 2).reshape(batch, channels, 2 * height, 2 * width)
-    band = max(1, int(band_rows))
-    out = flat.new_empty(batch * channels, 1, 2 * height, 2 * width)
-    for r0 in range(0, height, band):  # each input row with its midpoints along x, at the even rows
-        r1 = min(height, r0 + band)
-        out[:, :, 2 * r0 : 2 * r1 : 2] = _with_midpoints(flat[:, :, r0:r1], 3)
-    even = out[:, :, 0::2]
-    for r0 in range(0, height, band):  # the odd rows: midpoints of rows r0-1 .. r1+1 of the even ones
-        r1 = min(height, r0 + band)
-        lo, hi = max(0, r0 - 1), min(height, r1 + 2)
-        block = _with_midpoints(even[:, :, lo:hi], 2)
-        out[:, :, 2 * r0 + 1 : 2 * r1 : 2] = block[:, :, 2 * (r0 - lo) + 1 : 2 * (r1 - lo) : 2]
-    return out.reshape(batch, channels, 2 * height, 2 * width)
+    return _with_midpoints(_with_midpoints(flat, 3), 2).reshape(batch, channels, 2 * height, 2 * width)
 
 
 #: Interpolations of :func:`warp`.
@@ -107,22 +90,12 @@ def warp(image: torch.Tensor, displacement: torch.Tensor, align_corners: bool = 
         raise ValueError(
             f"warp: expected displacement of shape ({batch}, 2, {height}, {width}), got {tuple(displacement.shape)}"
         )
+    source = pixel_grid(height, width, image.device, displacement.dtype) - displacement  # where to read
     if mode == "oversampled":
         if not align_corners:
             raise ValueError("warp: mode='oversampled' needs align_corners=True")
-        return warp_upsampled(upsample2_midpoints(image), displacement)
-    return _read(image, pixel_grid(height, width, image.device, displacement.dtype) - displacement, mode, align_corners)
-
-
-def warp_upsampled(upsampled: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
-    """``warp(image, displacement, mode="oversampled")`` from ``upsampled =
-    upsample2_midpoints(image)`` ``(B, C, 2H, 2W)``, for an image warped many times (the
-    upsampling once). ``displacement`` ``(B or 1, 2, H, W)`` in pixels of the image."""
-    height, width = upsampled.shape[-2] // 2, upsampled.shape[-1] // 2
-    if displacement.dim() != 4 or displacement.shape[1] != 2 or tuple(displacement.shape[-2:]) != (height, width):
-        raise ValueError(f"warp_upsampled: expected displacement of shape (B, 2, {height}, {width}), "
-                         f"got {tuple(displacement.shape)}")
-    return read_upsampled(upsampled, pixel_grid(height, width, upsampled.device, displacement.dtype) - displacement)
+        return read_upsampled(upsample2_midpoints(image), source)
+    return _read(image, source, mode, align_corners)
 
 
 def read_upsampled(upsampled: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
