@@ -4,6 +4,7 @@
     python benchmarks/evaluate.py --method xst,spinnet          # both, plus a win rate
     python benchmarks/evaluate.py --method xst --xst-options refine=2,window=9
     python benchmarks/evaluate.py --method xst,spinnet --operating-range   # + error vs shift, visibility, speckle
+    python benchmarks/evaluate.py --method spinnet --sample-distance 120    # the set's shifts x 2 (seed_scale.py)
 
 Each held-out pair (:mod:`spinnet_lite.evalset`) is simulated once and reconstructed with
 :func:`spinnet_lite.reconstruct` by every method asked for; the metrics are those of
@@ -25,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from spinnet_lite.evalset import heldout_specs, simulate_spec
-from spinnet_lite.metrics import REGIMES, evaluate_pair
+from spinnet_lite.metrics import REGIMES, evaluate_pair, folded_share
 from spinnet_lite.reconstruct import METHODS, reconstruct
 
 
@@ -57,6 +59,7 @@ def summarise(rows: list[dict]) -> dict:
         "median_pair_error_t": _median(r["pair_error_t"] for r in rows),
         "median_transmission_error": _median(r["transmission_error"] for r in rows),
         "regime_counts": {reg: sum(r["regime"] == reg for r in rows) for reg in REGIMES},
+        "folded_pairs": sum(r["folded_share"] > 0 for r in rows),
         "median_background_noise_noisy": _median(r["background_noise"] for r in rows if r["kind"] == "noisy"),
         "median_background_noise_clean": _median(r["background_noise"] for r in rows if r["kind"] == "clean"),
         "total_time_s": float(sum(r["time_s"] for r in rows)),
@@ -64,7 +67,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def evaluate(method="xst", n: int = 24, border: int = 8, model=None, options: dict | None = None,
-             progress=None) -> tuple[list[dict], dict]:
+             progress=None, sample_detector_mm: float | None = None) -> tuple[list[dict], dict]:
     """Run one or more methods over the first ``n`` held-out pairs.
 
     Args:
@@ -74,11 +77,16 @@ def evaluate(method="xst", n: int = 24, border: int = 8, model=None, options: di
         model: the SPINNet for ``"spinnet"``; None loads the pretrained one (once).
         options: ``{method: {option: value}}`` passed to :func:`spinnet_lite.reconstruct`.
         progress: optional callable taking each finished row (e.g. to print it).
+        sample_detector_mm: None, or the held-out set with its random phantoms at this
+            sample-to-detector distance (:func:`spinnet_lite.evalset.heldout_specs`; 60 mm is
+            the set as it is, other distances scale its displacements).
 
     Returns:
         ``(rows, summary)``: one dict per (pair, method) with ``method``, ``index``, ``kind``,
         ``seed``, ``pitch``, ``photons``, the metrics of
-        :func:`spinnet_lite.metrics.evaluate_pair` and ``time_s``; ``summary[method]`` from
+        :func:`spinnet_lite.metrics.evaluate_pair`, ``time_s``, the truth's largest shift
+        ``max_shift_px`` and ``folded_share`` (:func:`spinnet_lite.metrics.folded_share`, same
+        border); ``summary[method]`` from
         :func:`summarise`, and with both methods ``summary["comparison"]`` holding
         ``spinnet_win_rate_rmse`` (share of pairs where SPINNet's displacement RMSE is lower).
     """
@@ -92,8 +100,10 @@ def evaluate(method="xst", n: int = 24, border: int = 8, model=None, options: di
 
         model = load_pretrained()
     rows = []
-    for spec in heldout_specs(n):
+    for spec in heldout_specs(n, sample_detector_mm):
         pair = simulate_spec(spec)
+        truth = {"max_shift_px": float(np.hypot(pair["dx"].values, pair["dy"].values).max()),
+                 "folded_share": folded_share(pair, border)}
         for name in names:
             t0 = time.perf_counter()
             result = reconstruct(pair["reference"], pair["sample"], method=name,
@@ -103,6 +113,7 @@ def evaluate(method="xst", n: int = 24, border: int = 8, model=None, options: di
                    "phantom": spec["phantom"], "pitch": spec["pitch"], "photons": spec["photons"]}
             row.update(evaluate_pair(result, pair, border=border))
             row["time_s"] = elapsed
+            row.update(truth)
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -151,6 +162,10 @@ def summary_lines(summary: dict, border: int) -> list[str]:
                      f"{c['<0.25%']:>7} {c['0.25-1%']:>8} {c['>1%']:>5} "
                      f"{_fmt(s['median_background_noise_noisy']):>12} {_fmt(s['median_background_noise_clean']):>12} "
                      f"{s['total_time_s']:>8.1f}")
+    folded = max(s["folded_pairs"] for name, s in summary.items() if name != "comparison")
+    if folded:
+        lines.append(f"{folded} of the pairs fold the speckle somewhere (metrics.folded_share): no tracker can "
+                     f"recover the displacement there")
     if "comparison" in summary:
         comp = summary["comparison"]
         lines.append(f"spinnet beats xst on displacement RMSE in {comp['spinnet_win_rate_rmse']:.0%} "
@@ -185,6 +200,28 @@ def _json_safe(value):
     return value
 
 
+def run_arguments(args) -> tuple[list[str], dict, object]:
+    """``(methods, options, model)`` from the parsed ``--method``, ``--n``, ``--json`` /
+    ``--overwrite``, ``--xst-options``, ``--spinnet-options`` and ``--checkpoint`` (the model None
+    without a checkpoint: the pretrained one is loaded when needed); ValueError for a bad one."""
+    names = _methods(args.method)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        raise ValueError(f"{args.json}: file exists; pass --overwrite to replace it")
+    options = {}
+    if args.xst_options and "xst" in names:
+        options["xst"] = _parse_options(args.xst_options)
+    if args.spinnet_options and "spinnet" in names:
+        options["spinnet"] = _parse_options(args.spinnet_options)
+    model = None
+    if args.checkpoint is not None and "spinnet" in names:
+        from spinnet_lite.model.predict import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint)
+    return names, options, model
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate xst and/or spinnet on the held-out simulated pairs.")
     parser.add_argument("--method", default="xst", help="xst, spinnet or xst,spinnet (default xst)")
@@ -199,26 +236,16 @@ def main(argv=None) -> int:
                         help="also sweep displacement magnitude (0.5-12 px), visibility (3-80 %%) and speckle type "
                              "(spinnet_lite.operating_range) and print the tables")
     parser.add_argument("--quick", action="store_true", help="operating range: a few cases per sweep only")
+    parser.add_argument("--sample-distance", type=float, default=None, metavar="MM",
+                        help="simulate the random phantoms at this sample-to-detector distance (default: the "
+                             "set's 60 mm; their displacements scale with it; below 300 mm)")
     args = parser.parse_args(argv)
     try:
-        names = _methods(args.method)
-        if args.n < 1:
-            raise ValueError(f"--n must be >= 1, got {args.n}")
-        if args.json is not None and args.json.exists() and not args.overwrite:
-            raise ValueError(f"{args.json}: file exists; pass --overwrite to replace it")
-        options = {}
-        if args.xst_options and "xst" in names:
-            options["xst"] = _parse_options(args.xst_options)
-        if args.spinnet_options and "spinnet" in names:
-            options["spinnet"] = _parse_options(args.spinnet_options)
-        model = None
-        if args.checkpoint is not None and "spinnet" in names:
-            from spinnet_lite.model.predict import load_checkpoint
-
-            model = load_checkpoint(args.checkpoint)
+        names, options, model = run_arguments(args)
         print(header_line(), flush=True)
         rows, summary = evaluate(names, n=args.n, border=args.border, model=model, options=options,
-                                 progress=lambda row: print(row_line(row), flush=True))
+                                 progress=lambda row: print(row_line(row), flush=True),
+                                 sample_detector_mm=args.sample_distance)
     except ValueError as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -237,6 +264,7 @@ def main(argv=None) -> int:
         print(format_tables(sweep_rows))
     if args.json is not None:
         report = {"border": args.border, "options": {k: repr(v) for k, v in options.items()},
+                  "sample_detector_mm": args.sample_distance,
                   "rows": rows, "summary": summary, "operating_range": sweep_rows}
         from spinnet_lite.io import write_text
 

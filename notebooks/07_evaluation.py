@@ -65,6 +65,7 @@ PITCHES = [2, 3, 4, 6, 8]  # mask pitches of the generalisation sweep, px
 SWEEP_SIZE = 256  # image size of the pitch sweep and of the fine-pitch example (the held-out size)
 RANGE_SIZE = 256  # image size of the operating-range pairs, px (spinnet_lite.operating_range)
 SYMMETRY_COUNTS = [1, 2, 4, 8]  # mirror images averaged (section 6)
+SCALE_DISTANCES = [60, 120, 200]  # sample-to-detector distances (mm) of the set at the seed's scale
 SPEED_SIZE = 512  # image size of the speed test
 SPEED_REPEATS = 3
 OUTPUT_DIR = "../output/07"
@@ -73,6 +74,7 @@ OUTPUT_DIR = "../output/07"
 if QUICK:  # every code path still runs, on less data
     N_PAIRS, PITCHES, SWEEP_SIZE, SPEED_SIZE, SPEED_REPEATS = 2, [2, 4], 128, 128, 1
     SYMMETRY_COUNTS = [1, 4]
+    SCALE_DISTANCES = [60, 120]
     RANGE_SIZE = 128  # and the operating range's quick set of cases
 
 # %%
@@ -193,6 +195,34 @@ for regime, (method, index) in examples.items():
     fig.suptitle(f"regime {regime}: held-out pair {index} ({specs[index]['kind']}, pitch {specs[index]['pitch']} px)")
     safe = regime.replace("<", "lt").replace(">", "gt").replace("%", "pct").replace(".", "p")
     lesson.savefig(fig, f"regime_example_{safe}.png")
+
+# %% [markdown]
+# ### The same set at the seed's scale
+#
+# The held-out random phantoms sit 60 mm from the detector, where the seed's phase amplitudes
+# move the speckle by a few pixels at most (the table's first row), mostly along contour edges:
+# Eq. 4 then divides by a small field. The seed's own test pairs move it several times further. `benchmarks/seed_scale.py`
+# simulates *the same pairs* (same speckle, phantom and noise) at other sample distances, so every
+# displacement grows in proportion (seed Eq. 1; the lens pairs keep the lens experiment's
+# geometry), and counts the regimes again. It also counts the pairs that **fold** the speckle
+# (`metrics.folded_share`: where the map $r \mapsto r - d(r)$ is not one-to-one, two points of the
+# reference land on one pixel, and no tracker can recover the truth there).
+
+# %%
+scale_module = load_benchmark("seed_scale")
+scale = scale_module.sweep("spinnet", n=N_PAIRS, distances=SCALE_DISTANCES, model=model, border=BORDER)
+print(scale_module.header_line())
+for mm, by_method in scale["summary"].items():
+    print("\n".join(scale_module.distance_lines(mm, by_method)))
+lesson.record(seed_scale={f"{mm:g}": s["spinnet"] for mm, s in scale["summary"].items()})
+scale_rows = pd.DataFrame(scale["rows"])
+display(scale_rows.pivot(index=["index", "kind"], columns="sample_detector_mm", values="pair_error")
+        .map(lambda v: f"{v:.2%}"))
+
+# %% [markdown]
+# > **Think!** Which pairs stay above 1 % at every distance, and which fall below it as the
+# > field grows? The lens pairs do not change (their geometry is fixed): what does that say
+# > about where their error sits? What happens to the pairs that fold?
 
 # %% [markdown]
 # ## 3 · Another mask, the same sample (seed Fig. S4)
@@ -481,6 +511,9 @@ print(f"On {N_PAIRS} held-out pairs the median displacement rms is {sp['median_d
       f"and {xs['median_displacement_rmse']:.3f} px for XST; SPINNet is the more accurate on "
       f"{eval_summary['comparison']['spinnet_win_rate_rmse']:.0%} of the pairs.")
 print(f"Below 1 % pair error (the seed's headline regime): SPINNet {below['spinnet']:.0%}, XST {below['xst']:.0%}.")
+print("The same pairs at the seed's scale (SPINNet, share below 1 %): " + ", ".join(
+    f"{mm:g} mm {s['spinnet']['below_1_percent']:.0%} (largest shifts median {s['spinnet']['median_max_shift_px']:.1f} px, "
+    f"{s['spinnet']['folded_pairs']} folded)" for mm, s in scale["summary"].items()) + ".")
 print(f"Pitch sweep on one phantom ({', '.join(map(str, PITCHES))} px): SPINNet's pair error "
       f"{sweep[sweep.method == 'spinnet'].pair_error.min():.2%} to {sweep[sweep.method == 'spinnet'].pair_error.max():.2%}.")
 disp = operating[operating.sweep == "magnitude"].pivot_table(index="value", columns="method", values="rmse_px",
@@ -501,7 +534,10 @@ print(f"Averaging over {most} mirror images: median displacement rms "
 #   and versions comparable; the regime examples with their error maps show *where* a method
 #   fails, which a single number cannot.
 # * Generalisation is tested by changing one thing at a time: the pitch sweep changes only the
-#   mask (checked: the phantom is identical at every pitch).
+#   mask (checked: the phantom is identical at every pitch), the seed-scale sweep only the
+#   sample's distance (the same pairs, every shift scaled).
+# * A relative error measure depends on the size of what is measured: the same tracker can sit
+#   in different regimes of Eq. 4 on the same sample at different distances.
 # * The operating-range curves are the user's guide: inside the trained range the network can
 #   match or beat XST; outside it, trust XST or retrain (notebook 04).
 # * Speed depends on the hardware and on the comparison: measure both methods in one process.

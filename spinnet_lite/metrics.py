@@ -85,6 +85,32 @@ def displacement_rmse(pred, gt, border: int = 0) -> float:
     return float(np.sqrt(np.mean((px - gx) ** 2 + (py - gy) ** 2)))
 
 
+def folded_share(gt, border: int = 0) -> float:
+    """The share of pixels where a displacement field folds the speckle.
+
+    The sample reads the reference at ``r - d(r)`` (seed Eq. 1); where the Jacobian
+    determinant of that map, ``(1 - d(dx)/dx)(1 - d(dy)/dy) - d(dx)/dy * d(dy)/dx``
+    (``np.gradient``, px/px), is zero or negative, two points of the reference land on one
+    pixel and no tracker can tell them apart (a caustic).
+
+    Args:
+        gt: mapping/Dataset with dx and dy (px).
+        border: pixels cropped from every side after the gradients.
+
+    Returns:
+        The folded share, 0 to 1.
+    """
+    dx, dy = _array(gt, "dx"), _array(gt, "dy")
+    if dx.shape != dy.shape:
+        raise ValueError(f"dx and dy differ in shape: {dx.shape} vs {dy.shape}")
+    if min(dx.shape) < 2:
+        raise ValueError(f"folded_share needs maps of at least 2 x 2 pixels, got {dx.shape}")
+    dxdy, dxdx = np.gradient(dx)
+    dydy, dydx = np.gradient(dy)
+    det = (1 - dxdx) * (1 - dydy) - dxdy * dydx
+    return float(np.mean(_crop(det, border) <= 0))
+
+
 def transmission_error(pred, gt, border: int = 0) -> float:
     """``sqrt(mean((T - T_gt)^2))``, unitless (T is an intensity transmission)."""
     p, g = _pair(pred, gt, "transmission", border)

@@ -52,3 +52,48 @@ def test_smooth_split_tells_a_slow_bias_from_noise(probe):
     assert share < 0.02  # a 4 px Gaussian keeps ~1/(8 pi sigma^2) of white noise's power
     assert rest == pytest.approx(probe.pair_error(noisy, truth, 8), rel=0.05)
     assert probe.probe_pair(bias, truth)["smooth"] == pytest.approx(probe.smooth_split(bias, truth)[0])
+
+
+def _ridge(size=96):
+    """A field with a sharp ridge (a contour edge, as the seed's phantoms have) on a smooth slope."""
+    y, x = np.mgrid[:size, :size].astype(float)
+    dx = 0.4 * x / size + np.exp(-0.5 * ((x - size / 2) / 1.5) ** 2)
+    return {"dx": dx, "dy": 0.2 * np.sin(2 * np.pi * y / size), "transmission": np.full((size, size), 0.9)}
+
+
+def test_blur_floor_grows_with_sigma_and_resolution_inverts_it(probe):
+    truth = _ridge()
+    floors = [probe.blur_floor(truth, s) for s in (0.0, 1.0, 2.0, 3.0)]
+    assert floors[0] == 0 and all(a < b for a, b in zip(floors, floors[1:]))
+    assert floors[3] > 0.01  # a 1.5 px ridge does not survive a 3 px blur within 1 %
+    for sigma in (1.0, 2.5):
+        assert probe.resolution(probe.blur_floor(truth, sigma), truth) == pytest.approx(sigma, abs=1e-3)
+    assert probe.resolution(0.0, truth) == 0
+    assert probe.resolution(1e6, truth) == 16.0
+    assert probe.blurred_truth(truth, 2.0)["transmission"] is truth["transmission"]
+
+
+def test_edge_share_finds_error_at_the_ridge_and_not_elsewhere(probe):
+    truth = _ridge()
+    near = probe.blurred_truth(truth, 2.0)  # a blurred ridge: the error is at the ridge
+    assert probe.edge_share(near, truth) > 0.8
+    rng = np.random.default_rng(2)
+    far = dict(truth, dx=truth["dx"] + np.where(np.abs(np.arange(96) - 48) > 12, 0.01, 0.0)[None, :]
+               * rng.standard_normal((96, 96)))
+    assert probe.edge_share(far, truth) == 0
+    assert probe.edge_share(truth, truth) == 0
+    row = probe.probe_pair(near, truth)
+    assert row["edge"] == pytest.approx(probe.edge_share(near, truth))
+    assert row["resolution"] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_resampled_sample_is_the_reference_moved_by_the_truth(probe):
+    rng = np.random.default_rng(3)
+    reference = 1 + 0.3 * rng.standard_normal((40, 48))
+    truth = {"dx": np.full((40, 48), 2.0), "dy": np.full((40, 48), -1.0), "transmission": np.full((40, 48), 0.8)}
+    sample = probe.resampled_sample(reference, truth)
+    assert sample.shape == reference.shape and sample.dtype == np.float64
+    # sample(y, x) = 0.8 * reference(y + 1, x - 2) away from the borders
+    np.testing.assert_allclose(sample[4:-4, 4:-4], 0.8 * reference[5:-3, 2:-6], atol=1e-9)
+    still = probe.resampled_sample(reference, dict(truth, dx=0 * truth["dx"], dy=0 * truth["dy"]))
+    np.testing.assert_allclose(still, 0.8 * reference, atol=1e-9)

@@ -172,6 +172,64 @@ class TestHeldOutSet:
             heldout_specs(0)
 
 
+class TestScaledHeldOutSet:
+    """heldout_specs(n, sample_detector_mm=...): the same pairs with their shifts scaled (benchmarks/seed_scale.py)."""
+
+    def test_the_set_distance_gives_the_same_pairs(self):
+        from spinnet_lite.evalset import simulate_spec
+
+        plain, at_60 = simulate_spec(heldout_specs(1)[0]), simulate_spec(heldout_specs(1, sample_detector_mm=60)[0])
+        for name in ("reference", "sample", "dx", "dy", "transmission"):
+            np.testing.assert_array_equal(plain[name].values, at_60[name].values)
+
+    def test_displacements_scale_with_the_distance_and_nothing_else_changes(self):
+        from spinnet_lite.evalset import simulate_spec
+
+        base, far = simulate_spec(heldout_specs(1)[0]), simulate_spec(heldout_specs(1, sample_detector_mm=150)[0])
+        assert far.attrs["geometry_sample_detector_mm"] == 150
+        np.testing.assert_allclose(far["dx"].values, 2.5 * base["dx"].values, rtol=1e-6, atol=1e-9)  # dx, dy are stored as float32
+        np.testing.assert_allclose(far["dy"].values, 2.5 * base["dy"].values, rtol=1e-6, atol=1e-9)  # dx, dy are stored as float32
+        np.testing.assert_array_equal(far["reference"].values, base["reference"].values)
+        np.testing.assert_array_equal(far["transmission"].values, base["transmission"].values)
+        assert not np.allclose(far["sample"].values, base["sample"].values)
+
+    def test_lens_pairs_keep_their_geometry(self):
+        specs = heldout_specs(12, sample_detector_mm=120)
+        assert all(s["sample_detector_mm"] == 120 for s in specs if s["phantom"] == "random")
+        lens = [s for s in specs if s["kind"] == "lens"]
+        assert lens and all("sample_detector_mm" not in s for s in lens)
+        assert [{k: v for k, v in s.items() if k != "sample_detector_mm"} for s in specs] == heldout_specs(12)
+
+    @pytest.mark.parametrize("bad", [0, -10, 300, 450.0, True, "60", float("nan")])
+    def test_bad_distances(self, bad):
+        with pytest.raises(ValueError, match="sample_detector_mm"):
+            heldout_specs(4, sample_detector_mm=bad)
+
+
+class TestFoldedShare:
+    def _field(self, dx, dy=None):
+        return {"dx": dx, "dy": np.zeros_like(dx) if dy is None else dy}
+
+    def test_uniform_shifts_and_gentle_strain_do_not_fold(self):
+        y, x = np.mgrid[:32, :40].astype(float)
+        assert metrics.folded_share(self._field(np.full((32, 40), 7.5), np.full((32, 40), -3.0))) == 0
+        assert metrics.folded_share(self._field(0.5 * x)) == 0
+        assert metrics.folded_share(self._field(-0.3 * y, 0.3 * x)) == 0  # a rotation: det = 1 + 0.09
+
+    def test_a_stretch_beyond_one_pixel_per_pixel_folds(self):
+        y, x = np.mgrid[:32, :40].astype(float)
+        assert metrics.folded_share(self._field(1.5 * x)) == 1
+        half = np.where(x < 20, 0.2 * x, 0.2 * 20 + 1.2 * (x - 20))  # folds on the right half only
+        assert 0.45 < metrics.folded_share(self._field(half)) < 0.55
+        assert metrics.folded_share(self._field(half), border=4) == pytest.approx(15 / 32, abs=0.05)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="dy"):
+            metrics.folded_share({"dx": np.zeros((8, 8))})
+        with pytest.raises(ValueError, match="shape"):
+            metrics.folded_share({"dx": np.zeros((8, 8)), "dy": np.zeros((8, 9))})
+
+
 class TestSpeckleStatistics:
     def test_contrast_of_two_level_pattern(self):
         from spinnet_lite.metrics import speckle_contrast

@@ -344,6 +344,13 @@ def check_07_evaluation(out: Path) -> None:
     assert s["fine_pitch"]["pitch"] == 2 and math.isfinite(s["fine_pitch"]["xst"]["displacement_rmse"])
     if _trained(s):
         assert s["evaluation"]["spinnet"]["median_displacement_rmse"] < 1.0
+    # the set at the seed's scale: at the set's own 60 mm the same regimes as the evaluation above,
+    # and the quick set's two random phantoms move twice as far at 120 mm
+    scale = s["seed_scale"]
+    assert set(scale) == {"60", "120"}
+    assert scale["60"]["regime_counts"] == s["evaluation"]["spinnet"]["regime_counts"]
+    assert scale["120"]["median_max_shift_px"] == pytest.approx(2 * scale["60"]["median_max_shift_px"], rel=1e-5)
+    assert all(0 <= v["below_1_percent"] <= 1 and v["n"] == n for v in scale.values())
     # the pitch sweep keeps one phantom: only the mask changes
     assert {r["pitch"] for r in s["pitch_sweep"]} >= {2, 4}
     assert s["pitch_sweep_phantom_max_diff"] == 0
