@@ -296,7 +296,10 @@ lesson.savefig(fig, "detector_effects.png")
 #
 # * `"random"`: the seed's texture × contour;
 # * `"blobs"`: a few smooth Gaussian bumps and dips;
-# * `"quadratic"`: a random lens, cylinder lens or saddle, off centre;
+# * `"quadratic"`: a random lens, cylinder lens or saddle, off centre; with `aperture=a` (the
+#   share of the frame inside it) the phase is held at its edge value beyond the aperture, as a
+#   real lens is as thick as its rim there: the displacement drops to 0 across a rim a few pixels
+#   wide (`rim_sigma_px`), the step that the seed's lens shows at its rim;
 # * `"lens"`: the seed's beryllium lens (in its own `Geometry()`);
 # * `"uniform"`: one uniform shift everywhere.
 #
@@ -307,6 +310,8 @@ lesson.savefig(fig, "detector_effects.png")
 MAX_SHIFT = 4.0
 fields = {name: spinnet_lite.simulate_pair(SIZE, seed=SEED, phantom=name, max_shift_px=MAX_SHIFT)
           for name in ("random", "blobs", "quadratic", "lens", "uniform")}
+fields["quadratic, aperture=0.6"] = spinnet_lite.simulate_pair(SIZE, seed=SEED, phantom="quadratic", aperture=0.6,
+                                                               max_shift_px=MAX_SHIFT)
 textured = spinnet_lite.simulate_pair(SIZE, seed=SEED, texture=1.0)
 largest = {name: float(np.hypot(p.dx, p.dy).max()) for name, p in fields.items()}
 for name, d in largest.items():
@@ -318,7 +323,8 @@ lesson.record(max_shift_asked_px=MAX_SHIFT, max_shift_by_phantom=largest,
 
 fig, axes = plt.subplots(2, len(fields) + 1, figsize=(3.2 * (len(fields) + 1), 6.6), layout="constrained")
 for j, (name, p) in enumerate(fields.items()):
-    im = plots.show_map(axes[0, j], p.dx, "RdBu_r", -MAX_SHIFT, MAX_SHIFT, title=f'phantom="{name}": $d_x$',
+    label = f'"{name}"'.replace(', ', '", ')  # phantom="quadratic", aperture=0.6
+    im = plots.show_map(axes[0, j], p.dx, "RdBu_r", -MAX_SHIFT, MAX_SHIFT, title=f"phantom={label}: $d_x$",
                         pixel_size_um=training.pixel_size_um)
     plots.show_map(axes[1, j], np.hypot(p.dx, p.dy), "magma", 0, MAX_SHIFT, title="|d| [px]",
                    pixel_size_um=training.pixel_size_um)

@@ -298,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
-    p.add_argument("--preset", choices=("tiny", "lite", "lite-finetune", "lite-continue", "lite-subpixel", "lite-gpu",
-                                        "lite-cpu", "lite-gpu2", "lite-cpu2", "lite-cpu3", "lite-gpu3", "full"),
-                   default="lite",
+    from .train import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default="lite",
                    help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
                         "shifts to 16 px), from --init-from the bundled weights; lite-subpixel: the next segment "
@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "lite-gpu2: the ninth, for a GPU (lite-gpu's batches with a moving average, diffuser "
                         "grains down to 1 px); lite-cpu2: the eleventh to thirteenth, lite-cpu with those grains; "
                         "lite-cpu3: the fourteenth, lite-cpu2 with level 2 run twice (--finest-iterations 2); "
-                        "lite-gpu3: the fifteenth, for a GPU (lite-gpu2's batches with level 2 run twice)")
+                        "lite-gpu3: the fifteenth, for a GPU (lite-gpu2's batches with level 2 run twice); "
+                        "lite-rim-gpu / lite-rim-cpu: lite-gpu3 / lite-cpu3 with lens apertures and rims in 60 %% of "
+                        "the quadratic fields (PairSpec.aperture_fraction), loss floor 0.01 px^2")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from these weights (tensors whose name and shape match are copied)")
     p.add_argument("--out", required=True, help="run folder")

@@ -76,6 +76,12 @@ class PairSpec:
     small_shifts_px: tuple[float, float] = (0.02, 1.0)  # ... log-uniform: sub-pixel fields and drifts
     texture_fraction: float = 0.3
     texture: tuple[float, float] = (0.05, 0.5)
+    # share of the quadratic fields (alone or in a combined field) given a lens's aperture and rim
+    # (phantoms.quadratic_phantom's ``aperture``): the field drops to 0 across the rim, as at the
+    # seed's lens; the draws are made only when asked for, so older specs give the same pairs
+    aperture_fraction: float = 0.0
+    apertures: tuple[float, float] = (0.2, 0.9)  # share of the frame inside the aperture
+    rim_sigmas_px: tuple[float, float] = (0.5, 2.5)  # the rim's Gaussian blur
 
     def __post_init__(self):
         if self.size % 8 or self.size < 64:
@@ -91,6 +97,14 @@ class PairSpec:
             raise ValueError(f"PairSpec.small_shifts_px must be (low, high) with 0 < low <= high, got {self.small_shifts_px}")
         if len(self.phantom_weights) != len(PHANTOM_KINDS) or abs(sum(self.phantom_weights) - 1) > 1e-6:
             raise ValueError(f"PairSpec.phantom_weights must be {len(PHANTOM_KINDS)} weights summing to 1")
+        if not 0.0 <= self.aperture_fraction <= 1.0:
+            raise ValueError(f"PairSpec.aperture_fraction must be in [0, 1], got {self.aperture_fraction}")
+        lo, hi = self.apertures
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"PairSpec.apertures must be (low, high) with 0 < low <= high <= 1, got {self.apertures}")
+        lo, hi = self.rim_sigmas_px
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"PairSpec.rim_sigmas_px must be (low, high) with 0 <= low <= high, got {self.rim_sigmas_px}")
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -194,10 +208,14 @@ def bank_arrays(ds: xr.Dataset) -> dict:
             "oversample": int(ds.attrs["oversample"])}
 
 
-def _phantom(kind: str, shape, rng):
+def _phantom(kind: str, shape, rng, spec: PairSpec):
     """A training phantom drawn from ``rng``: :func:`spinnet_lite.simulate.make_phantom` with
-    the training geometry (the rng-driven kinds ignore it)."""
-    return make_phantom(kind, shape, Geometry.training(), rng)
+    the training geometry (the rng-driven kinds ignore it); a quadratic one gets an aperture
+    and rim with probability ``spec.aperture_fraction`` (no draw when that is 0)."""
+    options = {}
+    if kind == "quadratic" and spec.aperture_fraction > 0 and rng.random() < spec.aperture_fraction:
+        options = {"aperture": float(rng.uniform(*spec.apertures)), "rim_sigma_px": float(rng.uniform(*spec.rim_sigmas_px))}
+    return make_phantom(kind, shape, Geometry.training(), rng, **options)
 
 
 def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, np.ndarray]:
@@ -230,13 +248,13 @@ def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, n
     if spec.small_shift_fraction > 0 and rng.random() < spec.small_shift_fraction:
         max_shift = _log_uniform(rng, *spec.small_shifts_px)
     if kind == "combined":  # a wide smooth field plus detail: a uniform or quadratic part and a random/blob part
-        p1, _, _ = _phantom(str(rng.choice(["uniform", "quadratic"])), shape, rng)
-        p2, transmission, _ = _phantom(str(rng.choice(["random", "blobs"])), shape, rng)
+        p1, _, _ = _phantom(str(rng.choice(["uniform", "quadratic"])), shape, rng, spec)
+        p2, transmission, _ = _phantom(str(rng.choice(["random", "blobs"])), shape, rng, spec)
         share = rng.uniform(0.2, 0.8)
         phase = (scale_phase_to_shift(p1, geometry, share * max_shift, spec.max_strain / 2)
                  + scale_phase_to_shift(p2, geometry, (1 - share) * max_shift, spec.max_strain / 2))
     else:
-        phase, transmission, _ = _phantom(kind, shape, rng)
+        phase, transmission, _ = _phantom(kind, shape, rng, spec)
         # the seed's own phantoms at their own scale (displacements mostly at contour edges); the
         # draw is made only when asked for, so older specs give the same pairs as before
         natural = kind == "random" and spec.natural_fraction > 0 and rng.random() < spec.natural_fraction

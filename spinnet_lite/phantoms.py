@@ -354,11 +354,19 @@ def blob_phantom(shape, rng: np.random.Generator, count: tuple[int, int] = (1, 5
     return phase, transmission, support
 
 
-def quadratic_phantom(shape, rng: np.random.Generator):
+def quadratic_phantom(shape, rng: np.random.Generator, aperture: float | None = None, rim_sigma_px: float = 1.5):
     """A random quadratic phase: lens (both curvatures of one sign), cylinder lens or saddle, off centre.
 
     Its displacement grows linearly from the centre, like the seed's Be lens (and a
     focusing or defocusing lens of any strength once scaled).  Transmission 1.
+
+    With ``aperture`` (0 < aperture <= 1, the share of the frame inside it) the phase is held
+    at its value on the aperture's edge outside it, as a real lens is as thick as its rim
+    beyond its aperture: ``sign(q) * min(|q|, level)``, ``level`` the ``aperture`` quantile of
+    ``|q|`` over the frame, then a Gaussian of ``rim_sigma_px`` (px; 0 for none). The phase
+    stays continuous and the displacement drops to 0 across the rim within a few pixels, the
+    step of the field that the seed's lens shows at its rim. The support is the aperture.
+    ``aperture=None`` (the default) draws exactly what it always did.
     """
     y, x = _grid(shape)
     cy, cx = rng.uniform(-0.3, 0.3, 2) * np.array(shape)
@@ -370,7 +378,18 @@ def quadratic_phantom(shape, rng: np.random.Generator):
     k1 = rng.choice([-1.0, 1.0])
     k2 = k1 * rng.uniform(0.5, 1.0) if kind < 0.6 else (0.0 if kind < 0.8 else -k1 * rng.uniform(0.3, 1.0))
     phase = k1 * u**2 + k2 * v**2
-    return phase, np.ones(shape), np.ones(shape)
+    if aperture is None:
+        return phase, np.ones(shape), np.ones(shape)
+    if not 0 < aperture <= 1:
+        raise ValueError(f"quadratic phantom: aperture must be a share of the frame in (0, 1], got {aperture!r}")
+    if not rim_sigma_px >= 0:
+        raise ValueError(f"quadratic phantom: rim_sigma_px must be >= 0, got {rim_sigma_px!r}")
+    level = float(np.quantile(np.abs(phase), aperture))
+    support = (np.abs(phase) <= level).astype(np.float64)
+    phase = np.sign(phase) * np.minimum(np.abs(phase), level)
+    if rim_sigma_px > 0:
+        phase = ndimage.gaussian_filter(phase, rim_sigma_px, mode="nearest")
+    return phase, np.ones(shape), support
 
 
 def uniform_phantom(shape, rng: np.random.Generator):

@@ -164,7 +164,8 @@ def check_02_coded_mask_simulator(out: Path) -> None:
     assert hi > 1.01
     for name, d in s["max_shift_by_phantom"].items():
         assert d == pytest.approx(s["max_shift_asked_px"], rel=1e-3), name
-    assert set(s["max_shift_by_phantom"]) == {"random", "blobs", "quadratic", "lens", "uniform"}
+    assert set(s["max_shift_by_phantom"]) == {"random", "blobs", "quadratic", "lens", "uniform",
+                                              "quadratic, aperture=0.6"}
     assert s["texture_min_transmission"] < 0.9
     assert_exercises(s, ["02.1", "02.2", "02.3", "02.4"])
     assert_figures(out, ["phantom_parts.png", "simulator_default.png", "simulator_noisy.png",

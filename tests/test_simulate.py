@@ -290,6 +290,33 @@ class TestSpeckleGenerators:
         if phantom == "uniform":
             assert d.min() == pytest.approx(9.0, abs=1e-3)
 
+    def test_quadratic_aperture_is_a_lens_with_a_rim(self):
+        """``aperture``: inside it the unapertured quadratic phase, outside it the phase held at the
+        rim (no displacement), the share inside as asked; ``rim_sigma_px`` softens the rim only."""
+        from spinnet_lite.phantoms import quadratic_phantom
+
+        shape = (96, 112)
+        plain, _, _ = quadratic_phantom(shape, np.random.default_rng(3))
+        sharp, t, support = quadratic_phantom(shape, np.random.default_rng(3), aperture=0.4, rim_sigma_px=0)
+        assert support.mean() == pytest.approx(0.4, abs=0.01) and np.all(t == 1)
+        inside = support > 0
+        np.testing.assert_array_equal(sharp[inside], plain[inside])
+        level = np.quantile(np.abs(plain), 0.4)  # the edge value: the aperture is a level set of |q|
+        assert np.abs(plain[inside]).max() <= level < np.abs(plain[~inside]).min()
+        assert np.all(np.abs(sharp) <= level + 1e-12) and np.allclose(np.abs(sharp[~inside]), level)
+        soft, _, _ = quadratic_phantom(shape, np.random.default_rng(3), aperture=0.4, rim_sigma_px=2.0)
+        far = ndimage.distance_transform_edt(inside) > 9  # well inside (and off the frame's edge, padded
+        far[:9], far[-9:], far[:, :9], far[:, -9:] = False, False, False, False  # there): the blur adds a constant
+        assert far.sum() > 100
+        gy, gx = np.gradient(soft - plain)
+        assert np.abs(gx[far]).max() < 1e-4 * np.abs(np.gradient(plain)[1]).max()
+        ds = simulate_pair(128, seed=4, phantom="quadratic", aperture=0.5, max_shift_px=3.0)
+        moved = np.hypot(ds["dx"].values, ds["dy"].values) > 1e-3
+        assert 0.4 < moved.mean() < 0.65 and float(ds["support"].mean()) == pytest.approx(0.5, abs=0.01)
+        for bad in (0, 1.5, -0.2):
+            with pytest.raises(ValueError, match="aperture"):
+                simulate_pair(96, seed=4, phantom="quadratic", aperture=bad)
+
     def test_uniform_shift_moves_the_speckle(self):
         # Eq. 1 with a uniform shift and no margin artefacts: the sample is the reference moved by (dy, dx)
         ds = simulate_pair(128, seed=6, phantom="uniform", max_shift_px=5.0)

@@ -335,6 +335,47 @@ class TestTrainingDistribution:
             PairSpec(small_shift_fraction=-0.1)
 
 
+    def test_aperture_pairs(self, pairs):
+        """``aperture_fraction`` gives quadratic fields a lens's aperture and rim: a region that
+        does not move, reached across a rim within the strain limit; 0 gives exactly the pairs of
+        before."""
+        from dataclasses import replace
+
+        from spinnet_lite.data import bank_arrays, make_pair
+
+        spec, bank, items = pairs
+        arrays = bank_arrays(bank)
+        assert all(np.array_equal(make_pair(i, arrays, replace(spec, aperture_fraction=0.0))["dx"], items[i]["dx"])
+                   for i in range(8))
+        quadratic = replace(spec, phantom_weights=(0.0, 0.0, 1.0, 0.0, 0.0), small_shift_fraction=0.0)
+        rimmed = replace(quadratic, aperture_fraction=1.0, apertures=(0.3, 0.6))
+        for i in range(4):
+            plain, lens = make_pair(i, arrays, quadratic), make_pair(i, arrays, rimmed)
+            still = np.hypot(lens["dx"], lens["dy"]) < 1e-3 * lens["max_shift"]
+            assert 0.25 < still.mean() < 0.75  # outside the aperture (its share of the frame, less the rim)
+            assert np.mean(np.hypot(plain["dx"], plain["dy"]) < 1e-3 * plain["max_shift"]) < 0.01
+            strain = max(np.abs(np.gradient(lens["dx"])).max(), np.abs(np.gradient(lens["dy"])).max())
+            assert strain <= spec.max_strain + 1e-3
+        for bad in ({"aperture_fraction": 1.5}, {"apertures": (0.0, 0.5)}, {"apertures": (0.5, 1.2)},
+                    {"rim_sigmas_px": (2.0, 1.0)}):
+            with pytest.raises(ValueError, match=next(iter(bad))):
+                PairSpec(**bad)
+
+
+def test_rim_presets_change_only_what_they_say():
+    """lite-rim-gpu / lite-rim-cpu: lite-gpu3 / lite-cpu3 with apertures in 60 % of the quadratic
+    fields, the sixteenth bundle's loss floor and their own seeds."""
+    from dataclasses import asdict
+
+    for rim, base in (("lite-rim-gpu", "lite-gpu3"), ("lite-rim-cpu", "lite-cpu3")):
+        a, b = preset_config(rim, device="cpu"), preset_config(base, device="cpu")
+        assert a.spec.aperture_fraction == 0.6 and b.spec.aperture_fraction == 0.0
+        assert a.loss_eps == 0.01 and a.seed != b.seed
+        differ = {k for k, v in asdict(a).items() if v != asdict(b)[k]}
+        assert differ == {"spec", "loss_eps", "seed"}
+        assert {k for k, v in asdict(a.spec).items() if v != asdict(b.spec)[k]} == {"aperture_fraction"}
+
+
 def test_fine_grain_presets_change_only_what_they_say():
     """lite-gpu2 (the ninth and tenth segments) and lite-cpu2: lite-gpu's / lite-cpu's settings
     with diffuser grains down to 1 px (and their own seed, peak lr and, on the GPU, a moving
