@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import _json_safe, _methods, evaluate, run_arguments  # noqa: E402  (benchmarks/ is no package)
+from evaluate import _json_safe, _methods, evaluate, run_arguments, summarise  # noqa: E402  (benchmarks/ is no package)
 
 from spinnet_lite.metrics import REGIMES  # noqa: E402
 
@@ -32,19 +32,15 @@ DISTANCES_MM = (60.0, 90.0, 120.0, 160.0, 200.0)
 
 
 def summarise_distance(rows: list[dict]) -> dict:
-    """One method's rows at one distance: largest shifts, folding, regimes, share below 1 %."""
+    """One method's rows at one distance: :func:`evaluate.summarise` (medians, regimes, folded
+    pairs), plus the largest shifts and the share below 1 %, over all pairs and the unfolded ones."""
     unfolded = [r for r in rows if r["folded_share"] == 0]
     shifts = [r["max_shift_px"] for r in rows]
-    below = [r["regime"] != REGIMES[2] for r in rows]
     return {
-        "n": len(rows),
+        **summarise(rows),
         "median_max_shift_px": statistics.median(shifts),
         "max_shift_range_px": (min(shifts), max(shifts)),
-        "folded_pairs": len(rows) - len(unfolded),
-        "median_displacement_rmse": statistics.median(r["displacement_rmse"] for r in rows),
-        "median_pair_error": statistics.median(r["pair_error"] for r in rows),
-        "regime_counts": {reg: sum(r["regime"] == reg for r in rows) for reg in REGIMES},
-        "below_1_percent": sum(below) / len(rows),
+        "below_1_percent": sum(r["regime"] != REGIMES[2] for r in rows) / len(rows),
         "below_1_percent_unfolded": (sum(r["regime"] != REGIMES[2] for r in unfolded) / len(unfolded)
                                      if unfolded else float("nan")),
     }

@@ -80,6 +80,22 @@ def _non_negative_float(text):
     return value
 
 
+class _TrainingPresets:
+    """The names of :data:`spinnet_lite.train.PRESETS` as argparse ``choices``, read from there
+    (which imports torch) only when argparse checks or lists them, not when the parser is built
+    (``--preset`` has a metavar, so building the help does not list them either)."""
+
+    def __iter__(self):
+        from .train import PRESETS
+
+        return iter(PRESETS)
+
+    def __contains__(self, name) -> bool:
+        from .train import PRESETS
+
+        return name in PRESETS
+
+
 def _lk_sigma(text):
     from .lucas_kanade import check_sigma  # the one rule for the window; torch only when the option is given
 
@@ -298,10 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="staged training on simulated pairs",
                        description="Train SPINNet in three stages on simulated pairs; write model.pt, history.csv, record.json.")
-    from .train import PRESETS
-
-    p.add_argument("--preset", choices=tuple(PRESETS), default="lite",
-                   help="training preset; lite-finetune: the whole lite network at once from --init-from weights; "
+    p.add_argument("--preset", choices=_TrainingPresets(), default="lite", metavar="NAME",
+                   help="training preset, a name of spinnet_lite.train.PRESETS (default lite; an unknown name "
+                        "is refused with the list); lite-finetune: the whole lite network at once from --init-from weights; "
                         "lite-continue: its second segment (lower loss floor, more of the seed's phantoms, "
                         "shifts to 16 px), from --init-from the bundled weights; lite-subpixel: the next segment "
                         "(a quarter of the pairs with sub-pixel fields, loss floor 0.05 px^2); lite-gpu: the "

@@ -40,6 +40,8 @@ def test_summary_counts_unfolded_pairs_apart(scale):
             {"regime": ">1%", "folded_share": 0.2, "max_shift_px": 9.0, "displacement_rmse": 0.5, "pair_error": 0.3},
             {"regime": ">1%", "folded_share": 0.0, "max_shift_px": 4.0, "displacement_rmse": 0.05, "pair_error": 0.02},
             {"regime": "0.25-1%", "folded_share": 0.0, "max_shift_px": 3.0, "displacement_rmse": 0.02, "pair_error": 0.005}]
+    for r in rows:  # the rest of an evaluation row (evaluate.summarise reads them too)
+        r.update(kind="clean", pair_error_t=0.0, transmission_error=0.0, background_noise=None, time_s=0.1)
     s = scale.summarise_distance(rows)
     assert s["folded_pairs"] == 1 and s["median_max_shift_px"] == 3.5 and s["max_shift_range_px"] == (2.0, 9.0)
     assert s["below_1_percent"] == 0.5
