@@ -287,7 +287,7 @@ lesson.savefig(fig, "pitch_sweep.png")
 # %% [markdown]
 # ## 4 · The operating range
 #
-# Where can you trust the network? `spinnet_lite.operating_range` simulates three sweeps of
+# Where can you trust the network? `spinnet_lite.operating_range` simulates four sweeps of
 # pairs that no training run sees, each changing one thing (the same sweeps as
 # `python benchmarks/evaluate.py --operating-range`):
 #
@@ -296,7 +296,9 @@ lesson.savefig(fig, "pitch_sweep.png")
 #   to cover it, as a user who knows the sample would set it;
 # * **visibility**: the reference's rms contrast lowered from what a coded mask or a diffuser
 #   gives down to 3 % (a weak membrane), under the same bump field;
-# * **speckle**: coded masks of different cell sizes and diffusers of different grain.
+# * **speckle**: coded masks of different cell sizes and diffusers of different grain;
+# * **dose**: Poisson noise from 100 to 50 000 photons per pixel in both images (a short or
+#   a long exposure), coded mask and diffuser, under the same bump field.
 #
 # Displacement gradients stay below `operating_range.MAX_STRAIN`, so the speckle never folds,
 # and both methods are scored on the same pixels. `run_sweeps` returns one row per case and
@@ -315,7 +317,8 @@ print(operating_range.format_tables(operating.to_dict(orient="records")))
 
 # %%
 fig = plots.operating_range_curves(operating, trained_range={"magnitude": tuple(training.max_shift_px),
-                                                             "visibility": tuple(training.visibility)})
+                                                             "visibility": tuple(training.visibility),
+                                                             "dose": tuple(training.photons)})
 fig.suptitle(f"Operating range: displacement rms error of both methods ({RANGE_SIZE} px pairs)")
 lesson.savefig(fig, "operating_range.png")
 

@@ -1,6 +1,6 @@
 """The operating range of a reconstruction method: its error against what varies in real data.
 
-Three sweeps (issue 8), each a list of simulated pairs with known ground truth that no
+Four sweeps (issue 8), each a list of simulated pairs with known ground truth that no
 training run sees (seeds from ``EVAL_SEED_BASE + 100_000``):
 
 * **displacement magnitude** -- smooth fields (``"uniform"``, ``"blobs"``, ``"quadratic"``)
@@ -8,7 +8,9 @@ training run sees (seeds from ``EVAL_SEED_BASE + 100_000``):
 * **visibility** -- the rms contrast of the reference set to 3-80 %, for a coded mask (4 px) and a
   diffuser (3 px grain), both 1.5 m from a detector with 0.3 px blur (about 85 % visibility of
   their own, lowered from there), under a 4 px blob field;
-* **speckle type** -- coded masks of 2-10 px cells and diffusers of 1.5-6 px grain.
+* **speckle type** -- coded masks of 2-10 px cells and diffusers of 1.5-6 px grain;
+* **dose** -- Poisson noise of 100-50,000 photons per pixel (the training's range) in both
+  images, for a coded mask (4 px) and a diffuser (3 px grain), under a 4 px blob field.
 
 Displacement gradients are kept below ``MAX_STRAIN`` so the speckle never folds; every method
 is scored on the same pixels (a border of ``BORDER`` px dropped), by the rms displacement error
@@ -41,10 +43,12 @@ VISIBILITIES = (0.03, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 VISIBILITY_SET_UP = dict(blur_px=0.3, distance_mm=1500.0)
 SPECKLES = (("mask", 2.0), ("mask", 3.0), ("mask", 5.0), ("mask", 7.7), ("mask", 10.0),
             ("diffuser", 1.5), ("diffuser", 3.0), ("diffuser", 6.0))
+#: Photons per pixel of the dose sweep (the other sweeps: 20,000).
+PHOTONS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 50000.0)
 
 
 def sweep_cases(quick: bool = False, size: int = 256) -> list[dict]:
-    """The cases of all three sweeps: dicts with ``sweep``, ``value``, ``label`` and ``kwargs``
+    """The cases of all four sweeps: dicts with ``sweep``, ``value``, ``label`` and ``kwargs``
     (the arguments of :func:`spinnet_lite.simulate_pair`)."""
     cases = []
     common = dict(size=size, photons=20000.0, max_strain=MAX_STRAIN)
@@ -65,7 +69,13 @@ def sweep_cases(quick: bool = False, size: int = 256) -> list[dict]:
         extra = dict(pitch=scale) if speckle == "mask" else dict(grain_px=scale, pitch=4)
         cases.append(dict(sweep="speckle", value=scale, label=speckle,
                           kwargs=dict(common, phantom="blobs", max_shift_px=4.0, speckle=speckle, **extra)))
-    for i, case in enumerate(cases):
+    for speckle in (("mask",) if quick else ("mask", "diffuser")):
+        extra = dict(pitch=4) if speckle == "mask" else dict(grain_px=3.0, pitch=4)
+        for photons in ((300.0, 10000.0) if quick else PHOTONS):
+            cases.append(dict(sweep="dose", value=photons, label=speckle,
+                              kwargs=dict(common, photons=photons, phantom="blobs", max_shift_px=4.0, speckle=speckle,
+                                          **extra)))
+    for i, case in enumerate(cases):  # new sweeps go last: the earlier cases keep their seeds
         case["kwargs"]["seed"] = SEED_BASE + i
     return cases
 
@@ -146,11 +156,12 @@ def regime_counts(rows: list[dict], sweep: str = "magnitude", min_shift_px: floa
 
 
 def format_tables(rows: list[dict]) -> str:
-    """The three sweeps as plain-text tables (rms displacement error in px)."""
+    """The four sweeps as plain-text tables (rms displacement error in px)."""
     table = summarise(rows)
     methods = sorted({r["method"] for r in rows})
     lines = []
-    headings = {"magnitude": "largest displacement (px)", "visibility": "rms visibility", "speckle": "pitch / grain (px)"}
+    headings = {"magnitude": "largest displacement (px)", "visibility": "rms visibility", "speckle": "pitch / grain (px)",
+                "dose": "photons per pixel"}
     for sweep, labels in table.items():
         lines.append(f"\n{sweep}: rms displacement error (px) vs {headings.get(sweep, sweep)}")
         for label, values in labels.items():

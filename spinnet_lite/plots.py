@@ -19,8 +19,8 @@ Functions:
 * :func:`feature_pyramid`, :func:`cost_surfaces`: inside the network (notebook 03);
 * :func:`regime_lines`, :func:`error_histogram`: the seed's error regimes (Fig. 5), labelled;
 * :func:`quiver_field`: a displacement field as arrows, with a key;
-* :func:`operating_range_curves`: error of each method against displacement, visibility and
-  speckle type (issue 8's operating range).
+* :func:`operating_range_curves`: error of each method against displacement, visibility,
+  speckle type and dose (issue 8's operating range).
 
 They only draw: whatever they show is computed by ``spinnet_lite`` functions beforehand.
 Every compared image records its role in its ``gid`` (``"value:<var>"`` or
@@ -417,14 +417,17 @@ def quiver_field(ax, dx, dy, step: int | None = None, pixel_size_um: float | Non
 
 
 # ---------------------------------------------------------------------------------------
-# The operating range (issue 8): error against displacement, visibility, speckle type
+# The operating range (issue 8): error against displacement, visibility, speckle type, dose
 # ---------------------------------------------------------------------------------------
 OPERATING_AXES = {
     "magnitude": "largest displacement [px]",
     "displacement": "displacement magnitude [px]",
     "visibility": "speckle visibility (rms contrast)",
     "speckle": "mask pitch / diffuser grain [px]",
+    "dose": "photons per pixel",
 }
+#: Panels whose values span decades: drawn on a log x axis.
+OPERATING_LOG_X = {"dose"}
 
 
 def _records(table) -> list[dict]:
@@ -507,6 +510,8 @@ def operating_range_curves(table, error: str | None = None, methods=None, panels
             lo, hi = trained_range[name]
             ax.axvspan(lo, hi, color="0.92", zorder=0, label="trained range")
         ax.set(xlabel=OPERATING_AXES.get(name, name), ylabel=ylabel, yscale="log", title=f"error vs {name}")
+        if numeric and name in OPERATING_LOG_X and all(float(r["value"]) > 0 for r in sub):
+            ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     return fig

@@ -97,3 +97,17 @@ def test_resampled_sample_is_the_reference_moved_by_the_truth(probe):
     np.testing.assert_allclose(sample[4:-4, 4:-4], 0.8 * reference[5:-3, 2:-6], atol=1e-9)
     still = probe.resampled_sample(reference, dict(truth, dx=0 * truth["dx"], dy=0 * truth["dy"]))
     np.testing.assert_allclose(still, 0.8 * reference, atol=1e-9)
+
+
+def test_from_truth_stays_on_a_consistent_pair_and_leaves_a_detailed_one(probe):
+    from spinnet_lite.simulate import simulate_arrays
+
+    pair = simulate_arrays(size=64, pitch=4, seed=4, phantom="blobs", max_shift_px=1.0)
+    truth = {k: pair[k].astype(np.float64) for k in ("dx", "dy", "transmission")}
+    # a sample made from the pixel reference as the step reads it: the truth is the step's fixed point
+    remade = probe.resampled_sample(pair["reference"], truth)
+    assert probe.from_truth(pair["reference"], remade, truth, 2) < 1e-4
+    # the simulator's sample moves speckle detail finer than a pixel: the step walks off the truth,
+    # and further with more iterations
+    two, eight = (probe.from_truth(pair["reference"], pair["sample"], truth, k) for k in (2, 8))
+    assert 1e-4 < two < eight

@@ -356,11 +356,11 @@ def check_07_evaluation(out: Path) -> None:
     assert {r["pitch"] for r in s["pitch_sweep"]} >= {2, 4}
     assert s["pitch_sweep_phantom_max_diff"] == 0
     assert s["examples"], "at least one regime has an example"
-    # the operating range: both methods at every point of the three sweeps
+    # the operating range: both methods at every point of the four sweeps
     rows = s["operating_range"]
-    assert {r["sweep"] for r in rows} == {"magnitude", "visibility", "speckle"}
+    assert {r["sweep"] for r in rows} == {"magnitude", "visibility", "speckle", "dose"}
     assert {r["label"] for r in rows if r["sweep"] == "speckle"} == {"mask", "diffuser"}
-    for sweep in ("magnitude", "visibility", "speckle"):
+    for sweep in ("magnitude", "visibility", "speckle", "dose"):
         points = [r for r in rows if r["sweep"] == sweep]
         assert len(points) >= 4 and {r["method"] for r in points} == {"spinnet", "xst"}
         assert all(r["rmse_px"] is not None and r["rmse_px"] >= 0 for r in points)

@@ -59,3 +59,38 @@ def test_a_real_case_scores_xst():
     case = _blob_case()
     (row,) = operating_range.run_case(case, ["xst"])
     assert math.isfinite(row["pair_error"]) and 0 < row["pair_error"] < 1
+
+
+def test_the_dose_sweep_changes_only_the_photons():
+    cases = operating_range.sweep_cases()
+    dose = [c for c in cases if c["sweep"] == "dose"]
+    assert {c["label"] for c in dose} == {"mask", "diffuser"}
+    for label in ("mask", "diffuser"):
+        mine = [c for c in dose if c["label"] == label]
+        assert [c["value"] for c in mine] == list(operating_range.PHOTONS)
+        assert all(c["kwargs"]["photons"] == c["value"] for c in mine)
+        # apart from the dose and the seed, one set-up per label
+        rest = [{k: v for k, v in c["kwargs"].items() if k not in ("photons", "seed")} for c in mine]
+        assert all(r == rest[0] for r in rest)
+    assert min(operating_range.PHOTONS) == 100 and max(operating_range.PHOTONS) == 50000  # the training's range
+    # the sweep comes last: the earlier sweeps' cases keep the seeds (and pairs) they had
+    others = [c for c in cases if c["sweep"] != "dose"]
+    assert [c["kwargs"]["seed"] for c in others] == [operating_range.SEED_BASE + i for i in range(len(others))]
+    assert cases[-len(dose):] == dose
+    quick = [c for c in operating_range.sweep_cases(quick=True) if c["sweep"] == "dose"]
+    assert len(quick) == 2 and all(c["kwargs"]["photons"] == c["value"] for c in quick)
+
+
+def test_noise_is_what_the_dose_sweep_adds():
+    """Two cases of the dose sweep at 64 px: the fewer photons, the noisier the reference."""
+    from spinnet_lite.simulate import simulate_pair
+
+    low, high = (c for c in operating_range.sweep_cases(quick=True, size=64) if c["sweep"] == "dose")
+    assert low["value"] < high["value"]
+    noisy, quiet = (simulate_pair(**dict(c["kwargs"], seed=5)) for c in (low, high))
+    np.testing.assert_array_equal(noisy["dx"].values, quiet["dx"].values)  # the same field, seed for seed
+    clean = simulate_pair(**dict(low["kwargs"], seed=5, photons=None))
+    rel = [float(np.std(p["reference"].values - clean["reference"].values) / clean["reference"].values.mean())
+           for p in (noisy, quiet)]
+    assert rel[0] == pytest.approx(1 / np.sqrt(low["value"]), rel=0.25)
+    assert rel[1] == pytest.approx(1 / np.sqrt(high["value"]), rel=0.25)

@@ -163,6 +163,14 @@ class TestOperatingRange:
         names = {ln.get_label() for ln in magnitude.lines}
         assert {"spinnet, uniform", "xst, uniform", "spinnet, blobs", "xst, blobs"} <= names
         assert {ln.get_label() for ln in speckle.lines} >= {"spinnet, mask", "xst, diffuser"}
+        assert magnitude.get_xscale() == "linear"
+
+    def test_the_dose_panel_spans_decades_on_a_log_axis(self):
+        rows = [{"sweep": "dose", "label": "mask", "value": v, "method": m, "rmse_px": 0.3 / v**0.5}
+                for m in ("spinnet", "xst") for v in (100.0, 1000.0, 50000.0)]
+        (dose,) = plots.operating_range_curves(rows, trained_range={"dose": (100.0, 50000.0)}).axes
+        assert dose.get_xscale() == "log" and dose.get_xlabel() == "photons per pixel"
+        assert len([ln for ln in dose.lines if ln.get_label() in ("spinnet", "xst")]) == 2
 
     def test_missing_column(self):
         with pytest.raises(ValueError, match="method"):

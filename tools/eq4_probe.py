@@ -4,6 +4,7 @@
     python tools/eq4_probe.py --checkpoint runs/x/model.pt
     python tools/eq4_probe.py --method xst            # the same figures for XST
     python tools/eq4_probe.py --resampled             # also: each sample re-made from the pixel reference
+    python tools/eq4_probe.py --from-truth            # also: where the data pull an answer that starts at the truth
 
 For each held-out pair (``spinnet_lite.evalset``, the set of ``benchmarks/evaluate.py``), with
 SPINNet (or XST) through ``reconstruct`` (defaults), 8 px border dropped, it prints:
@@ -32,7 +33,13 @@ SPINNet (or XST) through ``reconstruct`` (defaults), 8 px border dropped, it pri
   sub-pixel grid before the detector bins it (seed Eq. 1 on the fine grid), so the speckle
   detail finer than a pixel moves in the sample in a way the pixel reference cannot show; the
   re-made sample lacks that (an inverse crime if it were a test), so the difference is what the
-  sub-pixel speckle costs, against what the tracker's own resolution costs.
+  sub-pixel speckle costs, against what the tracker's own resolution costs;
+- with ``--from-truth``, ``truth+2`` / ``truth+8``: Eq. 4 after the Lucas-Kanade step
+  (:mod:`spinnet_lite.lucas_kanade`, the default window) run for 2 (``reconstruct``'s default) /
+  8 iterations *starting from the truth*. A tracker that fits the data moves away from the
+  truth wherever the pixel images do not show the truth's displacement exactly (speckle detail
+  finer than a pixel, noise); these figures are the floor such a fit sets on each pair,
+  whatever starts it.
 """
 from __future__ import annotations
 
@@ -135,6 +142,15 @@ def resampled_sample(reference, truth: dict) -> np.ndarray:
     return warp(ref, d, mode="oversampled")[0, 0].numpy() * np.asarray(truth["transmission"], np.float64)
 
 
+def from_truth(reference, sample, truth: dict, iterations: int, border: int = 8) -> float:
+    """Eq. 4 of the truth after ``iterations`` Lucas-Kanade steps (default window) on the pair
+    ``reference``/``sample``: how far the data pull an answer that starts exactly right."""
+    from spinnet_lite.lucas_kanade import lk_refine
+
+    dx, dy = lk_refine(reference, sample, truth["dx"], truth["dy"], iterations=iterations)
+    return pair_error(dict(truth, dx=dx, dy=dy), truth, border)
+
+
 def probe_pair(pred: dict, truth: dict, border: int = 8, sigma: float = 4.0) -> dict:
     """The figures of the module docstring for one pair (dicts or Datasets of dx, dy, transmission)."""
     pred = {k: np.asarray(getattr(pred[k], "values", pred[k])) for k in FIELDS}
@@ -161,6 +177,8 @@ def main(argv=None) -> None:
                    help="Gaussian low-pass (px) that defines the smooth part of the error (default 4)")
     p.add_argument("--resampled", action="store_true",
                    help="also run the tracker on each pair's sample re-made from the pixel reference (T * warped reference)")
+    p.add_argument("--from-truth", action="store_true",
+                   help="also run the Lucas-Kanade step from the truth (2 and 8 iterations): the floor the data set")
     args = p.parse_args(argv)
     if args.checkpoint and args.method != "spinnet":
         p.error("--checkpoint is for --method spinnet")
@@ -174,17 +192,23 @@ def main(argv=None) -> None:
     rows = []
     print(f"{'pair':>4} {'kind':<11} {'eq4':>8} {'factor':>7} {'gain':>6} {'eq4 gained':>11} {'half-res floor':>15} "
           f"{'smooth':>7} {'eq4 unsmooth':>13} {'edge':>5} {'blur 2':>7} {'blur 3':>7} {'resolution':>10}"
-          + (f" {'eq4 resampled':>14}" if args.resampled else ""))
+          + (f" {'eq4 resampled':>14}" if args.resampled else "")
+          + (f" {'truth+2':>8} {'truth+8':>8}" if args.from_truth else ""))
     for i, ds in enumerate(heldout_pairs(args.n)):
         row = probe_pair(reconstruct(ds.reference.values, ds.sample.values, **options), ds, sigma=args.sigma)
         if args.resampled:
             sample = resampled_sample(ds.reference.values, ds)
             row["eq4_resampled"] = pair_error(reconstruct(ds.reference.values, sample, **options), ds, 8)
+        if args.from_truth:
+            truth = {k: ds[k].values for k in FIELDS}
+            for k in (2, 8):
+                row[f"truth{k}"] = from_truth(ds.reference.values, ds.sample.values, truth, k)
         rows.append(row)
         print(f"{i:>4} {ds.attrs.get('kind', '?'):<11} {row['eq4']:>8.2%} {row['factor']:>7.2f} {row['gain']:>6.3f} "
               f"{row['eq4_gained']:>11.2%} {row['floor']:>15.3%} {row['smooth']:>7.2f} {row['eq4_unsmooth']:>13.2%} "
               f"{row['edge']:>5.2f} {row['blur2']:>7.2%} {row['blur3']:>7.2%} {row['resolution']:>8.2f}px"
-              + (f" {row['eq4_resampled']:>14.2%}" if args.resampled else ""))
+              + (f" {row['eq4_resampled']:>14.2%}" if args.resampled else "")
+              + (f" {row['truth2']:>8.2%} {row['truth8']:>8.2%}" if args.from_truth else ""))
     factors = np.array([r["factor"] for r in rows])
     print(f"below 1 %: {int(np.sum(factors < 1))} of {len(rows)}; to get 80 % of the pairs there the error must "
           f"shrink {np.quantile(factors, 0.8):.2f}x (the 80th percentile of the factors); half-res floor median "
@@ -201,6 +225,11 @@ def main(argv=None) -> None:
         print(f"re-made from the pixel reference (T * warped reference) {sum(r['eq4_resampled'] < 0.01 for r in rows)} of "
               f"{len(rows)} pairs are below 1 % (median Eq. 4 {np.median([r['eq4_resampled'] for r in rows]):.2%}, "
               f"with it {np.median([r['eq4'] for r in rows]):.2%})")
+    if args.from_truth:
+        print(f"started from the truth, the Lucas-Kanade step leaves {sum(r['truth2'] < 0.01 for r in rows)} / "
+              f"{sum(r['truth8'] < 0.01 for r in rows)} of {len(rows)} pairs below 1 % after 2 / 8 iterations (median "
+              f"Eq. 4 {np.median([r['truth2'] for r in rows]):.2%} / {np.median([r['truth8'] for r in rows]):.2%}): "
+              f"the floor a fit to these pixels sets")
 
 
 if __name__ == "__main__":
