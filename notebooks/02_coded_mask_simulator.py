@@ -92,14 +92,15 @@ print(f"training set-up: lambda = {training.wavelength_m * 1e9:.3f} nm ({trainin
 #
 # 1. **Reference**: a speckle generator (a coded mask of `pitch` pixels, or a diffuser) makes
 #    a field on a grid finer than the pixel; it is Fresnel-propagated over the mask-to-detector
-#    distance, its intensity binned to pixels and blurred by `blur_px` for the detector
-#    (notebook 01).
+#    distance, and its intensity blurred by the detector (a Gaussian of `blur_px` pixels, on
+#    the fine grid: in a scintillator the light spreads before the pixels collect it) and
+#    binned to pixels (notebook 01).
 # 2. **Sample**: a phase $\phi$ and a transmission $T$: by default the seed's random phantom,
 #    $\phi = -V_\phi\,\mathrm{tex}\cdot\mathrm{contour}$ and
 #    $T = 1 - V_T\,\mathrm{tex}'\cdot\mathrm{contour}$.
 # 3. **Displacements** from the phase gradient: $d = \frac{\lambda z}{2\pi p^2}\nabla\phi$ (px).
 # 4. **Eq. 1**: $I_s = T\cdot I_r(y - d_y, x - d_x)$ (the default, `forward="eq1"`, as in the
-#    seed's training data), or `forward="wave"`: the wave propagated through the mask and the
+#    seed's training data; applied on the fine grid, before the detector's blur and pixels), or `forward="wave"`: the wave propagated through the mask and the
 #    sample in their order along the beam, which keeps what Eq. 1 leaves out (notebook 01).
 # 5. **Detector** (optional): flat-field drift, lower visibility, Poisson noise with $N$ photons
 #    per pixel at unit intensity, $I \to \mathrm{Poisson}(N I)/N$.

@@ -29,13 +29,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import xarray as xr
-from scipy import ndimage
 from torch.utils.data import Dataset
 
 from . import phantoms
 from .geometry import Geometry
-from .simulate import (WARP_MARGIN, add_poisson_noise, bin_pixels, displacement_from_phase, flat_field_drift,
-                       make_phantom, reference_image, rms_visibility, scale_phase_to_shift, warp_fine)
+from .simulate import (WARP_MARGIN, add_poisson_noise, bin_pixels, detect_fine_pair, detector_blur, displacement_from_phase,
+                       flat_field_drift, make_phantom, reference_image, rms_visibility, scale_phase_to_shift)
 
 EVAL_SEED_BASE = 1_000_000_000
 VALIDATION_SEED_BASE = 900_000_000
@@ -151,7 +150,8 @@ def make_reference(seed: int, spec: PairSpec = PairSpec()) -> tuple[np.ndarray, 
                                         oversample=spec.bank_oversample, fine=True)
     edge = margin * os_
     ref = fine[edge:edge + spec.bank_px * os_, edge:edge + spec.bank_px * os_]
-    params["visibility_rms"] = rms_visibility(ndimage.gaussian_filter(bin_pixels(ref, os_), params["blur_px"]))
+    params["visibility_rms"] = rms_visibility(bin_pixels(detector_blur(np.array(ref, np.float64), os_, params["blur_px"]),
+                                                        os_))
     return (ref / ref.mean()).astype(np.float32), params
 
 
@@ -266,10 +266,7 @@ def make_pair(seed: int, bank: dict, spec: PairSpec = PairSpec()) -> dict[str, n
         transmission = transmission * flat_field_drift(shape, rng.uniform(*spec.flat_field), rng)
     dx, dy = displacement_from_phase(phase, geometry)
     edge = WARP_MARGIN * os_
-    reference = bin_pixels(fine[edge:edge + spec.size * os_, edge:edge + spec.size * os_], os_)
-    sample = bin_pixels(warp_fine(fine, dx, dy, os_, offset=edge), os_)
-    reference = ndimage.gaussian_filter(reference, blur, mode="nearest")
-    sample = ndimage.gaussian_filter(sample, blur, mode="nearest")
+    reference, sample = detect_fine_pair(fine, dx, dy, os_, edge, blur)
     if rng.random() < spec.lowered_visibility_fraction:
         target, current = _log_uniform(rng, *spec.visibility), rms_visibility(reference)
         if target < current:  # linear in the intensity: the same change for both images

@@ -121,3 +121,45 @@ def test_speed_only_replaces_the_speed_entry_alone(load_tool, tmp_path, monkeypa
     with pytest.raises(SystemExit):
         bundle.main(["runs/x", "--speed-only"])
 
+
+
+def test_evaluate_only_replaces_the_figures_and_keeps_what_they_were(load_tool, tmp_path, monkeypatch, capsys):
+    """tools/bundle_weights.py --evaluate-only: the bundled weights evaluated again (after a
+    simulator change); the record keeps everything else, and the replaced summaries with the reason."""
+    bundle = load_tool("bundle_weights")
+    weights = Path(__file__).resolve().parents[1] / "spinnet_lite" / "weights"
+    (tmp_path / "lite.pt").write_bytes((weights / "lite.pt").read_bytes())
+    record = {"command": "train", "evaluation": {"summary": {"old": 1}, "command": "e", "rows": [1]},
+              "operating_range": {"summary": {"old": 2}, "rows": [], "command": "o"}, "speed": {"speedup": 8.6}}
+    (tmp_path / "lite.json").write_text(json.dumps(record))
+    calls = []
+
+    def fake_evaluation(model, n):
+        calls.append(("evaluation", n, sum(p.numel() for p in model.parameters())))
+        return {"summary": {"spinnet": {"median_displacement_rmse": 0.02}}, "rows": [], "command": "new"}
+
+    def fake_sweeps(model):
+        calls.append(("operating_range",))
+        return {"summary": {"new": 2}, "rows": [], "command": "new sweeps"}
+
+    monkeypatch.setattr(bundle, "WEIGHTS", tmp_path)
+    monkeypatch.setattr(bundle, "evaluation_entry", fake_evaluation)
+    monkeypatch.setattr(bundle, "operating_range_entry", fake_sweeps)
+    assert bundle.main(["--evaluate-only", "--reason", "the simulator changed", "--n", "6"]) == 0
+    after = json.loads((tmp_path / "lite.json").read_text())
+    assert calls == [("evaluation", 6, sum(p.numel() for p in load_pretrained().parameters()))]
+    assert after["evaluation"]["command"] == "new" and after["operating_range"] == record["operating_range"]
+    (earlier,) = after["earlier_evaluations"]
+    assert earlier["reason"] == "the simulator changed" and earlier["evaluation"] == {"summary": {"old": 1}, "command": "e"}
+    assert "operating_range" not in earlier and earlier["replaced_on"]
+    assert {k: after[k] for k in ("command", "speed")} == {k: record[k] for k in ("command", "speed")}
+    assert "0.0200 px" in capsys.readouterr().out
+    # with the sweeps: both replaced, both kept
+    assert bundle.main(["--evaluate-only", "--reason", "again", "--operating-range"]) == 0
+    after = json.loads((tmp_path / "lite.json").read_text())
+    assert after["operating_range"]["command"] == "new sweeps" and len(after["earlier_evaluations"]) == 2
+    assert after["earlier_evaluations"][1]["operating_range"] == {"summary": {"old": 2}, "command": "o"}
+    for bad in (["--evaluate-only"], ["--evaluate-only", "--reason", " "], ["runs/x", "--evaluate-only", "--reason", "r"],
+                ["--speed-only", "--reason", "r"]):
+        with pytest.raises(SystemExit):
+            bundle.main(bad)

@@ -18,6 +18,13 @@ anything is written.
 
 measures the speed of the bundled ``NAME.pt`` again and replaces only the ``speed`` entry of
 ``NAME.json`` (for a bundle whose speed was measured while other work shared the cores).
+
+    python tools/bundle_weights.py --evaluate-only --reason "..." [--operating-range] [--n 24]
+
+evaluates the bundled ``NAME.pt`` again (held-out set, and the sweeps with
+``--operating-range``) and replaces those entries of ``NAME.json``, for a bundle whose figures
+were measured before the simulator changed; the summaries it replaces are kept in
+``earlier_evaluations`` with the reason and the date.
 """
 from __future__ import annotations
 
@@ -83,6 +90,52 @@ def refresh_speed(name: str) -> dict:
     return speed
 
 
+def evaluation_entry(model, n: int) -> dict:
+    """The record's ``evaluation``: ``benchmarks/evaluate.py``'s rows and summary, XST and SPINNet
+    on ``n`` held-out pairs."""
+    from spinnet_lite.model.fast import resolve_engine
+
+    rows, summary = _bench("evaluate").evaluate("xst,spinnet", n=n, model=model)
+    return {"heldout_pairs": n, "border": 8, "summary": summary, "rows": [dict(r) for r in rows],
+            "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {n}",
+            # what engine="auto" ran here (bf16 only on a CPU with native bfloat16)
+            "engine": resolve_engine("auto")}
+
+
+def operating_range_entry(model) -> dict:
+    """The record's ``operating_range``: every sweep of :mod:`spinnet_lite.operating_range`."""
+    from spinnet_lite.operating_range import format_tables, run_sweeps, summarise
+
+    sweep_rows = run_sweeps(["spinnet", "xst"], model=model)
+    print(format_tables(sweep_rows))
+    return {"summary": summarise(sweep_rows), "rows": sweep_rows,
+            "command": "python benchmarks/evaluate.py --method xst,spinnet --operating-range"}
+
+
+def reevaluate(name: str, n: int, operating_range: bool, reason: str) -> dict:
+    """Evaluate the bundled ``name`` again and write the new figures into its record; the
+    summaries they replace go to ``earlier_evaluations`` with ``reason`` and the date."""
+    import datetime
+
+    from spinnet_lite.io import write_text
+    from spinnet_lite.model.predict import load_checkpoint
+
+    record_path = WEIGHTS / f"{name}.json"
+    record = json.loads(record_path.read_text())
+    model = load_checkpoint(WEIGHTS / f"{name}.pt")
+    keys = ("evaluation", "operating_range") if operating_range else ("evaluation",)
+    replaced = {k: {"summary": record[k].get("summary"), "command": record[k].get("command")}
+                for k in keys if isinstance(record.get(k), dict)}
+    new = {"evaluation": evaluation_entry(model, n)}
+    if operating_range:
+        new["operating_range"] = operating_range_entry(model)
+    record.setdefault("earlier_evaluations", []).append(
+        {"reason": reason, "replaced_on": datetime.date.today().isoformat(), **replaced})
+    record.update(new)
+    write_text(record_path, record_json(record))
+    return record
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, nargs="?", help="training run folder (model.pt, history.csv, record.json)")
@@ -93,7 +146,23 @@ def main(argv=None) -> int:
     parser.add_argument("--operating-range", action="store_true", help="also run the operating-range sweeps")
     parser.add_argument("--speed-only", action="store_true",
                         help="only measure the bundled NAME.pt's speed again and replace it in NAME.json")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only evaluate the bundled NAME.pt again (held-out set; the sweeps with --operating-range) "
+                             "and replace those figures in NAME.json")
+    parser.add_argument("--reason", help="with --evaluate-only: why the figures are measured again (kept in the record)")
     args = parser.parse_args(argv)
+    if args.evaluate_only:
+        if args.run is not None or args.previous is not None or args.speed_only:
+            parser.error("--evaluate-only takes no run folder, --previous or --speed-only")
+        if not (args.reason and args.reason.strip()):
+            parser.error("--evaluate-only needs --reason (why the bundled figures are measured again)")
+        record = reevaluate(args.name, args.n, args.operating_range, args.reason.strip())
+        s = record["evaluation"]["summary"]["spinnet"]
+        print(f"re-evaluated {args.name}: spinnet median displacement RMSE {s['median_displacement_rmse']:.4f} px on "
+              f"{args.n} held-out pairs")
+        return 0
+    if args.reason is not None:
+        parser.error("--reason goes with --evaluate-only")
     if args.speed_only:
         if args.run is not None or args.previous is not None or args.operating_range:
             parser.error("--speed-only takes no run folder, --previous or --operating-range")
@@ -101,8 +170,7 @@ def main(argv=None) -> int:
         print(f"speed 512x512: spinnet {speed['spinnet_s']:.3f} s, xst {speed['xst_s']:.3f} s, ratio {speed['speedup']:.1f}x")
         return 0
     if args.run is None:
-        parser.error("a training run folder is needed (or --speed-only)")
-    from spinnet_lite.model.fast import resolve_engine
+        parser.error("a training run folder is needed (or --speed-only, --evaluate-only)")
     from spinnet_lite.model.predict import load_checkpoint
 
     targets = {k: WEIGHTS / f"{args.name}{suffix}" for k, suffix in
@@ -118,21 +186,11 @@ def main(argv=None) -> int:
         return 2
     record = json.loads((args.run / "record.json").read_text())
     t0 = time.perf_counter()
-    rows, summary = _bench("evaluate").evaluate("xst,spinnet", n=args.n, model=model)
-    speed = measure_speed(model)
-    record["evaluation"] = {"heldout_pairs": args.n, "border": 8, "summary": summary,
-                            "rows": [{k: v for k, v in r.items()} for r in rows],
-                            "command": f"python benchmarks/evaluate.py --method xst,spinnet --n {args.n}",
-                            # what engine="auto" ran here (bf16 only on a CPU with native bfloat16)
-                            "engine": resolve_engine("auto")}
-    record["speed"] = speed
+    record["evaluation"] = evaluation_entry(model, args.n)
+    summary = record["evaluation"]["summary"]
+    speed = record["speed"] = measure_speed(model)
     if args.operating_range:
-        from spinnet_lite.operating_range import format_tables, run_sweeps, summarise
-
-        sweep_rows = run_sweeps(["spinnet", "xst"], model=model)
-        record["operating_range"] = {"summary": summarise(sweep_rows), "rows": sweep_rows,
-                                     "command": "python benchmarks/evaluate.py --method xst,spinnet --operating-range"}
-        print(format_tables(sweep_rows))
+        record["operating_range"] = operating_range_entry(model)
     if args.previous is not None:
         add_lineage(record, json.loads(args.previous.read_text()))
     record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
