@@ -61,6 +61,7 @@ CELLS_UM = [1.3, 2.0, 2.6, 5.0]  # mask cell sizes, um (2.6 um is the default 4 
 ENERGIES_KEV = [8.0, 14.0, 20.0, 30.0]
 DISTANCES_MM = [0, 5, 10, 20, 50, 100, 200, 400, 800, 1200]  # mask-to-detector
 OVERSAMPLES = [1, 2, 4, 8]  # sub-pixels per detector pixel for the sampling study
+PSF_BLURS = [0.6, 1.0]  # detector blurs (px) for the blur-before-binning comparison
 SEED = 0
 OUTPUT_DIR = "../output/01"
 
@@ -78,12 +79,14 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy import ndimage
 
 from spinnet_lite import Geometry, nbtools, phantoms, plots
 from spinnet_lite.metrics import grain_size_px, speckle_contrast
 from spinnet_lite.propagate import fresnel_propagate, fresnel_spread_px, transfer_function
-from spinnet_lite.simulate import (MASK_AMPLITUDE, MASK_PHASE, MASK_TRANSMISSION_GAIN, OVERSAMPLE, apply_sample,
-                                   bin_pixels, coded_mask, displacement_from_phase, reference_image)
+from spinnet_lite.simulate import (MASK_AMPLITUDE, MASK_PHASE, MASK_TRANSMISSION_GAIN, OVERSAMPLE, WARP_MARGIN,
+                                   apply_sample, bin_pixels, coded_mask, detect_fine_pair, displacement_from_phase,
+                                   reference_image)
 
 lesson = nbtools.Lesson(OUTPUT_DIR, quick=QUICK, size=SIZE, scan_size=SCAN_SIZE, seed=SEED)
 A0, t0 = MASK_AMPLITUDE, MASK_TRANSMISSION_GAIN
@@ -492,6 +495,46 @@ axes[3].legend()
 lesson.savefig(fig, "uniform_shift.png")
 
 # %% [markdown]
+# ### What the pixels show of a sub-pixel shift: the detector's blur comes first
+#
+# The speckle has detail finer than a pixel. When the sample moves it by 0.1 px, each pixel
+# integrates a slightly different piece of that detail, and the binned sample is not exactly
+# the binned reference moved by 0.1 px: no interpolation of the reference can reproduce what
+# the pixels folded in. A detector blurs too (light spreads in the scintillator and the optics)
+# and it does so **before** its pixels collect the light, which removes most of that detail
+# first. `simulate.detect_fine_pair` does it in that order (Eq. 1 on the fine grid, then
+# `detector_blur` there, then `bin_pixels`). Below, the same fine speckle moved by 0.1 px, with
+# the blur before the binning and, for comparison, after it (a Gaussian on the binned images,
+# which this simulator did until session 21); the number is the rms of the sample minus the
+# reference moved by the true shift (`apply_sample`), relative to the rms of the shift's own
+# signal, sample minus reference.
+
+# %%
+MOVE = 0.1  # px
+mismatch = {"before": [], "after": []}
+for blur in PSF_BLURS:
+    big = (SIZE + 2 * WARP_MARGIN, SIZE + 2 * WARP_MARGIN)
+    fine, os_fine, margin_fine = reference_image(big, geom, np.random.default_rng(SEED), fine=True)
+    edge = (margin_fine + WARP_MARGIN) * os_fine
+    move = np.full((SIZE, SIZE), MOVE)
+    before = detect_fine_pair(fine, move, 0 * move, os_fine, edge, blur)
+    after = [ndimage.gaussian_filter(im, blur, mode="nearest")
+             for im in detect_fine_pair(fine, move, 0 * move, os_fine, edge, 0.0)]
+    for order, (ref_b, sam_b) in (("before", before), ("after", after)):
+        moved = apply_sample(ref_b, MOVE, 0.0, 1.0)
+        inner = (slice(8, -8), slice(8, -8))
+        mismatch[order].append(float(np.std((sam_b - moved)[inner]) / np.std((sam_b - ref_b)[inner])))
+    print(f"blur {blur} px: mismatch {mismatch['before'][-1]:.1%} with the blur before the pixels, "
+          f"{mismatch['after'][-1]:.1%} after them")
+lesson.record(psf_blurs_px=PSF_BLURS, psf_mismatch_before=mismatch["before"], psf_mismatch_after=mismatch["after"])
+
+# %% [markdown]
+# With the blur where the detector has it, most of the mismatch goes: what is left is the
+# detail that survives the blur, and it falls fast as the blur grows. A tracker that compares
+# the sample with the moved reference (notebook 03's warp, the Lucas-Kanade step) meets this
+# mismatch as a floor under its error, whatever its method.
+
+# %% [markdown]
 # ### A lens: displacement from a phase gradient
 #
 # A bi-concave parabolic beryllium lens (apex radius $R$ = 200 µm, seed section 3.2.1) is
@@ -657,6 +700,9 @@ lesson.check_exercise("01.4", answer_01_4, expected=float(np.interp(20e-6, x_m, 
 # * Eq. 1 moves the reference by the displacement field and multiplies by $T$. A sub-pixel
 #   shift is visible in the difference image on the grains' flanks, and a parabolic lens
 #   gives a displacement that grows linearly from its axis.
+# * The detector blurs before its pixels integrate; simulated in that order, a sub-pixel shift
+#   of the speckle is nearly the reference moved, where a blur after the binning leaves a
+#   mismatch that no tracker can remove.
 #
 # Next, notebook 02 uses all of this to make training data, with other speckle makers,
 # noise and phantoms.

@@ -215,7 +215,8 @@ def detector_blur(fine_intensity: np.ndarray, oversample: int, blur_px: float) -
     it, so the blur removes speckle detail finer than a pixel before binning can fold it into
     the pixel grid (aliasing). Blurring the binned image instead keeps that aliased detail: a
     uniform 0.1 px shift of a 4 px mask pattern then scatters a tracker by ~13 % of the shift
-    instead of ~8 % (0.6 px blur; ``tools/eq4_probe.py --from-truth``, README).
+    instead of ~8 % (0.6 px blur; ``tests/test_simulate.py`` checks the order by this
+    consequence, the README has the figures).
 
     Edges repeat the nearest value. Returns ``fine_intensity``.
     """

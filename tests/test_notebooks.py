@@ -82,6 +82,12 @@ def check_01_speckle_physics(out: Path) -> None:
     assert s["upstream_sample_effective_distance_mm"] == 500
     # the seed's training simulation (0.06 nm, 300 mm) is a different set-up from the 14 keV experiment
     assert s["seed_simulation_shift_per_gradient_px"] == pytest.approx(0.06e-9 * 0.3 / (2 * math.pi * 0.65e-6**2))
+    # the detector's blur before its pixels: a sub-pixel shift is nearly the reference moved,
+    # unlike with the blur after the binning, and less so the wider the blur
+    before, after = s["psf_mismatch_before"], s["psf_mismatch_after"]
+    assert len(before) == len(after) == len(s["psf_blurs_px"]) >= 2
+    assert all(b < 0.5 * a for b, a in zip(before, after))
+    assert before[-1] < before[0]
     # the transfer function is unitary: power is conserved
     assert abs(s["power_ratio"] - 1) < 1e-6
     assert s["power_ratio_max_deviation"] < 1e-6
