@@ -607,8 +607,9 @@ lesson.record(lucas_kanade_errors_px=lk_errors)
 
 # %% [markdown]
 # On the 24 held-out pairs (the bundled weights, `benchmarks/evaluate.py`) the step takes the
-# median error from 0.0345 to 0.0260 px and the pairs below the seed's 1 % Eq. 4 from 8 to 13
-# (README, "Results").
+# median error from 0.0307 to 0.0215 px and the pairs below the seed's 1 % Eq. 4 from 12 to 16
+# (README, "Results"; measured in session 21, after the simulator's detector blur moved before
+# the binning).
 #
 # ## 7 · Parameter counts: `full` and `lite`
 #
