@@ -511,15 +511,15 @@ lesson.savefig(fig, "uniform_shift.png")
 
 # %%
 MOVE = 0.1  # px
+big = (SIZE + 2 * WARP_MARGIN, SIZE + 2 * WARP_MARGIN)
+fine, os_fine, margin_fine = reference_image(big, geom, np.random.default_rng(SEED), fine=True)
+edge = (margin_fine + WARP_MARGIN) * os_fine
+move = np.full((SIZE, SIZE), MOVE)
+unblurred = detect_fine_pair(fine, move, 0 * move, os_fine, edge, 0.0)  # binned, for the blur after
 mismatch = {"before": [], "after": []}
 for blur in PSF_BLURS:
-    big = (SIZE + 2 * WARP_MARGIN, SIZE + 2 * WARP_MARGIN)
-    fine, os_fine, margin_fine = reference_image(big, geom, np.random.default_rng(SEED), fine=True)
-    edge = (margin_fine + WARP_MARGIN) * os_fine
-    move = np.full((SIZE, SIZE), MOVE)
     before = detect_fine_pair(fine, move, 0 * move, os_fine, edge, blur)
-    after = [ndimage.gaussian_filter(im, blur, mode="nearest")
-             for im in detect_fine_pair(fine, move, 0 * move, os_fine, edge, 0.0)]
+    after = [ndimage.gaussian_filter(im, blur, mode="nearest") for im in unblurred]
     for order, (ref_b, sam_b) in (("before", before), ("after", after)):
         moved = apply_sample(ref_b, MOVE, 0.0, 1.0)
         inner = (slice(8, -8), slice(8, -8))
