@@ -106,8 +106,8 @@ def test_from_truth_stays_on_a_consistent_pair_and_leaves_a_detailed_one(probe):
     truth = {k: pair[k].astype(np.float64) for k in ("dx", "dy", "transmission")}
     # a sample made from the pixel reference as the step reads it: the truth is the step's fixed point
     remade = probe.resampled_sample(pair["reference"], truth)
-    assert probe.from_truth(pair["reference"], remade, truth, 2) < 1e-4
+    assert probe.from_truth(pair["reference"], remade, truth, (2,))[0] < 1e-4
     # the simulator's sample moves speckle detail finer than a pixel: the step walks off the truth,
     # and further with more iterations
-    two, eight = (probe.from_truth(pair["reference"], pair["sample"], truth, k) for k in (2, 8))
+    two, eight = probe.from_truth(pair["reference"], pair["sample"], truth, (2, 8))
     assert 1e-4 < two < eight

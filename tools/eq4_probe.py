@@ -142,13 +142,20 @@ def resampled_sample(reference, truth: dict) -> np.ndarray:
     return warp(ref, d, mode="oversampled")[0, 0].numpy() * np.asarray(truth["transmission"], np.float64)
 
 
-def from_truth(reference, sample, truth: dict, iterations: int, border: int = 8) -> float:
-    """Eq. 4 of the truth after ``iterations`` Lucas-Kanade steps (default window) on the pair
-    ``reference``/``sample``: how far the data pull an answer that starts exactly right."""
+def from_truth(reference, sample, truth: dict, counts=(2, 8), border: int = 8) -> list[float]:
+    """Eq. 4 of the truth after each of ``counts`` (increasing) Lucas-Kanade steps (default
+    window) on the pair ``reference``/``sample``: how far the data pull an answer that starts
+    exactly right. The steps run once, each count continuing from the one before."""
     from spinnet_lite.lucas_kanade import lk_refine
 
-    dx, dy = lk_refine(reference, sample, truth["dx"], truth["dy"], iterations=iterations)
-    return pair_error(dict(truth, dx=dx, dy=dy), truth, border)
+    dx, dy, done, errors = truth["dx"], truth["dy"], 0, []
+    for count in counts:
+        if count <= done:
+            raise ValueError(f"from_truth: counts must increase, got {counts!r}")
+        dx, dy = lk_refine(reference, sample, dx, dy, iterations=count - done)
+        done = count
+        errors.append(pair_error(dict(truth, dx=dx, dy=dy), truth, border))
+    return errors
 
 
 def probe_pair(pred: dict, truth: dict, border: int = 8, sigma: float = 4.0) -> dict:
@@ -201,8 +208,7 @@ def main(argv=None) -> None:
             row["eq4_resampled"] = pair_error(reconstruct(ds.reference.values, sample, **options), ds, 8)
         if args.from_truth:
             truth = {k: ds[k].values for k in FIELDS}
-            for k in (2, 8):
-                row[f"truth{k}"] = from_truth(ds.reference.values, ds.sample.values, truth, k)
+            row["truth2"], row["truth8"] = from_truth(ds.reference.values, ds.sample.values, truth, (2, 8))
         rows.append(row)
         print(f"{i:>4} {ds.attrs.get('kind', '?'):<11} {row['eq4']:>8.2%} {row['factor']:>7.2f} {row['gain']:>6.3f} "
               f"{row['eq4_gained']:>11.2%} {row['floor']:>15.3%} {row['smooth']:>7.2f} {row['eq4_unsmooth']:>13.2%} "
