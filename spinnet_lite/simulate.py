@@ -227,12 +227,17 @@ def detector_blur(fine_intensity: np.ndarray, oversample: int, blur_px: float) -
     return fine_intensity
 
 
+def _intensity(field) -> np.ndarray:
+    """``|field|^2`` as a new float64 array (no complex or float32 temporary of its size)."""
+    intensity = np.square(field.real, dtype=np.float64)
+    intensity += np.square(field.imag, dtype=np.float64)
+    return intensity
+
+
 def detect(field, oversample: int, margin: int, shape, blur_px: float = 0.6) -> np.ndarray:
     """Intensity of a fine-grid field blurred by the detector (:func:`detector_blur`), binned to
     detector pixels and cropped to ``shape``."""
-    intensity = np.square(field.real, dtype=np.float64)
-    intensity += np.square(field.imag, dtype=np.float64)
-    intensity = bin_pixels(detector_blur(intensity, oversample, blur_px), oversample)
+    intensity = bin_pixels(detector_blur(_intensity(field), oversample, blur_px), oversample)
     return np.asarray(intensity[margin : margin + shape[0], margin : margin + shape[1]], dtype=np.float64)
 
 
@@ -386,10 +391,8 @@ def detect_lean(field, oversample: int, margin: int, shape, blur_px: float = 0.6
         i1 = min(i0 + step, h)
         r0, r1 = (margin + i0) * oversample, (margin + i1) * oversample
         lr0, lr1 = max(0, r0 - halo), min(field.shape[0], r1 + halo)
-        band = field[lr0:lr1, lc0:lc1]
-        intensity = np.square(band.real, dtype=np.float64)
-        intensity += np.square(band.imag, dtype=np.float64)
-        intensity = detector_blur(intensity, oversample, blur_px)[r0 - lr0:r1 - lr0, c0 - lc0:c1 - lc0]
+        intensity = detector_blur(_intensity(field[lr0:lr1, lc0:lc1]), oversample, blur_px)
+        intensity = intensity[r0 - lr0:r1 - lr0, c0 - lc0:c1 - lc0]
         out[i0:i1] = bin_pixels(intensity, oversample)
     return out
 
