@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 gpu-lite4 clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 gpu-lite4 cpu-lite8 rim-lite clean
 
 setup: $(VENV)/.installed
 
@@ -132,6 +132,21 @@ cpu-lite7: setup
 gpu-lite4: setup
 	$(PY) -m spinnet_lite train --preset lite-gpu3 --init-from spinnet_lite/weights/lite.pt --out runs/lite-gpu15 --minutes 7.5 --no-progress
 	$(PY) tools/bundle_weights.py runs/lite-gpu15 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+# Sixteenth segment (session 16 on): the fifteenth's bundled weights, lite-cpu3 with the loss
+# floor 0.01 px^2 and fresh pairs (seed 14) for 90 minutes on this CPU, then bundle.
+cpu-lite8: setup
+	$(PY) -m spinnet_lite train --preset lite-cpu3 --init-from spinnet_lite/weights/lite.pt --out runs/exp-eps01 --minutes 90 --seed 14 --loss-eps 0.01 --threads 1 --no-progress
+	$(PY) tools/bundle_weights.py runs/exp-eps01 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
+
+# Seventeenth segment (the bundled weights; sessions 21-22), on the corrected simulator: the
+# sixteenth's weights, lite-rim-cpu (seed 21) for 70 minutes on this CPU, then lite-rim-gpu
+# (seed 22) for 6.5 minutes on a GPU (on a lent H100 there: `PRESET=lite-rim-gpu EXTRA="--seed 22"
+# bash tools/gpu_segment.sh 6.5 runs/psf-cpu21/model.pt`), then bundle with both runs' records.
+rim-lite: setup
+	$(PY) -m spinnet_lite train --preset lite-rim-cpu --seed 21 --init-from spinnet_lite/weights/lite.pt --out runs/psf-cpu21 --minutes 70 --threads 2 --no-progress
+	$(PY) -m spinnet_lite train --preset lite-rim-gpu --seed 22 --init-from runs/psf-cpu21/model.pt --out runs/psf-gpu22 --minutes 6.5 --no-progress
+	$(PY) tools/bundle_weights.py runs/psf-gpu22 --previous spinnet_lite/weights/lite.json --previous runs/psf-cpu21/record.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

@@ -96,6 +96,25 @@ def test_bundling_keeps_what_training_segments_reads(load_tool):
         previous.get("total_training_time_s", previous["training_time_s"]) + 60.0, abs=0.1)
 
 
+def test_bundling_a_chain_of_runs_keeps_every_run_oldest_first(load_tool):
+    """tools/bundle_weights.chain_lineage (``--previous`` given twice): a run started from an
+    unbundled run, itself started from the bundle, lists the bundle's lineage, the bundle, the
+    run in between and itself; the records passed in are not changed."""
+    bundle = load_tool("bundle_weights")
+    bundled = {"command": "python -m spinnet_lite train --preset a", "training_time_s": 100.0, "steps": 1,
+               "lineage": [{"command": "python -m spinnet_lite train --preset z", "training_time_s": 10.0}]}
+    between = {"command": "python -m spinnet_lite train --preset b", "training_time_s": 200.0, "steps": 2}
+    new = {"command": "python -m spinnet_lite train --preset c", "training_time_s": 300.0, "steps": 3}
+    bundle.chain_lineage(new, [bundled, between])
+    assert [run["command"].split()[-1] for run in new["lineage"]] == ["z", "a", "b"]
+    assert new["total_training_time_s"] == pytest.approx(610.0)
+    assert "lineage" not in between and len(bundled["lineage"]) == 1
+    assert [r["command"] for r in training_segments(new)] == [f"train --preset {p}" for p in "zabc"]
+    single = dict(new, lineage=None)
+    bundle.chain_lineage(single, [between])  # one record: add_lineage itself
+    assert [run["command"].split()[-1] for run in single["lineage"]] == ["b"]
+
+
 def test_speed_only_replaces_the_speed_entry_alone(load_tool, tmp_path, monkeypatch, capsys):
     """tools/bundle_weights.py --speed-only: the bundled record keeps everything but its speed,
     which is measured again on the bundled weights; a run folder with it is refused."""

@@ -10,7 +10,9 @@ With ``--previous RECORD.json`` (the record of the weights the run started from,
 fine-tuning run's ``--init-from``), the earlier record's segments are kept in ``lineage``, so
 the bundled JSON lists every training segment that led to the weights and their total time.
 RECORD.json may be the bundled ``NAME.json`` that this call replaces: it is read before
-anything is written.
+anything is written. A run that started from another run not bundled gives ``--previous`` once
+per record, oldest first (``--previous spinnet_lite/weights/lite.json --previous
+runs/first/record.json``).
 ``--operating-range`` adds the error-vs-shift/visibility/speckle sweeps
 (:mod:`spinnet_lite.operating_range`).  Nothing is overwritten without ``--overwrite``.
 
@@ -61,6 +63,21 @@ def add_lineage(record: dict, previous: dict) -> None:
     record["lineage"] = lineage
     record["total_training_time_s"] = round(sum(float(x.get("training_time_s") or 0) for x in lineage)
                                             + float(record.get("training_time_s") or 0), 1)
+
+
+def chain_lineage(record: dict, previous: list[dict]) -> None:
+    """:func:`add_lineage` through a chain of runs: ``previous`` holds the records of the runs
+    that led to ``record``'s, oldest first (e.g. the bundled ``NAME.json``, then the record.json
+    of a run started from it and never bundled); each is given the lineage of those before it
+    (on copies: the records passed in are not changed), and ``record`` that of them all."""
+    earlier = None
+    for prev in previous:
+        if earlier is not None:
+            prev = dict(prev)
+            add_lineage(prev, earlier)
+        earlier = prev
+    if earlier is not None:
+        add_lineage(record, earlier)
 
 
 def record_json(record: dict) -> str:
@@ -142,7 +159,10 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="lite")
     parser.add_argument("--n", type=int, default=24, help="held-out pairs to evaluate")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--previous", type=Path, help="record (JSON) of the weights this run started from")
+    parser.add_argument("--previous", type=Path, action="append",
+                        help="record (JSON) of the weights this run started from; given more than once, the "
+                             "records of a chain of runs, oldest first (the bundled NAME.json, then each run "
+                             "in between)")
     parser.add_argument("--operating-range", action="store_true", help="also run the operating-range sweeps")
     parser.add_argument("--speed-only", action="store_true",
                         help="only measure the bundled NAME.pt's speed again and replace it in NAME.json")
@@ -192,7 +212,7 @@ def main(argv=None) -> int:
     if args.operating_range:
         record["operating_range"] = operating_range_entry(model)
     if args.previous is not None:
-        add_lineage(record, json.loads(args.previous.read_text()))
+        chain_lineage(record, [json.loads(p.read_text()) for p in args.previous])
     record["bundled"] = {"from_run": str(args.run), "bundle_seconds": round(time.perf_counter() - t0, 1)}
     WEIGHTS.mkdir(exist_ok=True)
     from spinnet_lite.io import write_bytes, write_text
