@@ -260,7 +260,7 @@ def main(argv=None) -> int:
 
             model = load_pretrained()
         print("\noperating range (spinnet_lite.operating_range; rms displacement error, px)", flush=True)
-        sweep_rows = run_sweeps(names, model=model, quick=args.quick)
+        sweep_rows = run_sweeps(names, model=model, quick=args.quick, options=options)
         print(format_tables(sweep_rows))
     if args.json is not None:
         report = {"border": args.border, "options": {k: repr(v) for k, v in options.items()},

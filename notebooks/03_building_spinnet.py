@@ -70,7 +70,9 @@
 # >     network's answer, a local transmission $a$ and a residual shift $e$) in a Gaussian
 # >     window of 6 px, correct the slowly varying part of the network's displacement; the
 # >     detail finer than the window stays the network's (end of section 6; `lk_sigma=0` gives
-# >     the network alone);
+# >     the network alone); on request (`tv=True`, `spinnet_lite/tv_refine.py`, off by
+# >     default) a further fit in a 1.5 px window whose correction pays for its total
+# >     variation, which sharpens the steps of the field (lens rims) that both smooth;
 # >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
 # >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
 # >     exposures) is found by correlation and taken out before the network runs; where the
@@ -607,9 +609,9 @@ lesson.record(lucas_kanade_errors_px=lk_errors)
 
 # %% [markdown]
 # On the 24 held-out pairs (the bundled weights, `benchmarks/evaluate.py`) the step takes the
-# median error from 0.0307 to 0.0215 px and the pairs below the seed's 1 % Eq. 4 from 12 to 16
-# (README, "Results"; measured in session 21, after the simulator's detector blur moved before
-# the binning).
+# median error from 0.0305 to 0.0208 px and the pairs below the seed's 1 % Eq. 4 from 13 to 17;
+# `tv=True` after it gives 0.0179 px and 21 of 24 (README, "Results"; the seventeenth bundle,
+# session 22).
 #
 # ## 7 · Parameter counts: `full` and `lite`
 #

@@ -124,6 +124,28 @@ def read_reference(reference: torch.Tensor, source: torch.Tensor, scale: float =
     return read_upsampled(block, source - offset)
 
 
+def fit_products(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, lo: int, hi: int,
+                 scale: float = 1.0) -> torch.Tensor:
+    """The per-pixel products whose window sums make the step's least-squares system, rows
+    ``lo:hi``: with ``r`` the reference (``/ scale``) warped by ``displacement``, ``gx``,
+    ``gy`` its derivatives in dx and dy (central differences of the warp, +-0.5 px) and ``s``
+    the sample (``/ scale``), the ``(1, 9, hi - lo, W)`` float32 maps ``r r, r gx, r gy, gx gx,
+    gx gy, gy gy, r s, gx s, gy s``.  Images ``(1, 1, H, W)``, displacement ``(1, 2, H, W)``."""
+    h = 0.5  # the derivative's half step: one sample of the upsampled grid
+    shifts = torch.tensor([[0.0, 0.0], [-h, 0.0], [h, 0.0], [0.0, -h], [0.0, h]], dtype=displacement.dtype,
+                          device=displacement.device)
+    source = pixel_grid(hi - lo, sample.shape[-1], sample.device, displacement.dtype)
+    source[:, 1] += lo
+    source = source - displacement[..., lo:hi, :]
+    # the reference at d, d + (h, 0), d - (h, 0), d + (0, h), d - (0, h): one read, stacked in rows
+    reads = read_reference(reference, torch.cat([source + shift.view(1, 2, 1, 1) for shift in shifts], -2), scale)
+    r, x_minus, x_plus, y_minus, y_plus = reads.split(hi - lo, dim=-2)
+    gx = (x_minus - x_plus) / (2 * h)  # d/d(dx) of the reference warped by d
+    gy = (y_minus - y_plus) / (2 * h)
+    s = sample[..., lo:hi, :].to(torch.float32) / scale
+    return torch.cat([r * r, r * gx, r * gy, gx * gx, gx * gy, gy * gy, r * s, gx * s, gy * s], 1)
+
+
 def lk_step(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, sigma: float,
             ridge: float = 1e-3, band_rows: int = BAND_ROWS, scale: float = 1.0) -> torch.Tensor:
     """One Lucas-Kanade update of ``displacement``.
@@ -145,25 +167,13 @@ def lk_step(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.T
     # the step read back bilinearly: a quarter of the work, the same answer.
     kernel = gaussian_kernel(sigma / 2, sample.device, torch.float32)
     halo = (kernel.numel() - 1) // 2  # pooled rows
-    height, width = sample.shape[-2:]
+    height = sample.shape[-2]
     band = 2 * max(1, band_rows // 2)
-    h = 0.5  # the derivative's half step: one sample of the upsampled grid
-    shifts = torch.tensor([[0.0, 0.0], [-h, 0.0], [h, 0.0], [0.0, -h], [0.0, h]], dtype=displacement.dtype,
-                          device=displacement.device)
     steps = []
     for y0 in range(0, height, band):
         y1 = min(height, y0 + band)
         lo, hi = max(0, y0 - 2 * halo), min(height, y1 + 2 * halo)
-        source = pixel_grid(hi - lo, width, sample.device, displacement.dtype)
-        source[:, 1] += lo
-        source = source - displacement[..., lo:hi, :]
-        # the reference at d, d + (h, 0), d - (h, 0), d + (0, h), d - (0, h): one read, stacked in rows
-        reads = read_reference(reference, torch.cat([source + shift.view(1, 2, 1, 1) for shift in shifts], -2), scale)
-        r, x_minus, x_plus, y_minus, y_plus = reads.split(hi - lo, dim=-2)
-        gx = (x_minus - x_plus) / (2 * h)  # d/d(dx) of the reference warped by d
-        gy = (y_minus - y_plus) / (2 * h)
-        s = sample[..., lo:hi, :].to(torch.float32) / scale
-        sums = F.avg_pool2d(torch.cat([r * r, r * gx, r * gy, gx * gx, gx * gy, gy * gy, r * s, gx * s, gy * s], 1), 2)
+        sums = F.avg_pool2d(fit_products(reference, sample, displacement, lo, hi, scale), 2)
         first = (y0 - lo) // 2
         sums = gaussian_blur(sums, kernel)[0, :, first : first + (y1 - y0) // 2]
         step, valid = _solve3(sums[:6], sums[6:], ridge)
@@ -210,6 +220,23 @@ def lk_refine(reference, sample, dx, dy, sigma: float = DEFAULT_SIGMA, iteration
     return field[0], field[1]
 
 
+def check_field_inputs(reference, sample, field: np.ndarray, what: str) -> tuple[tuple[int, int], float]:
+    """The shape of two 2-D images of one shape and the reference's mean (the scale both are
+    divided by), for a refinement of ``field`` in place: a writeable C-contiguous float32
+    ``(2, H, W)`` array; a clear ValueError (prefixed ``what``) otherwise."""
+    shape = np.shape(reference)
+    if np.shape(sample) != shape or len(shape) != 2:
+        raise ValueError(f"{what}: reference and sample must be 2-D of one shape, got {shape} and {np.shape(sample)}")
+    if not (isinstance(field, np.ndarray) and field.dtype == np.float32 and field.shape == (2, *shape)
+            and field.flags.c_contiguous and field.flags.writeable):
+        raise ValueError(f"{what}: the field must be a writeable C-contiguous float32 array of shape (2, {shape[0]}, "
+                         f"{shape[1]})")
+    scale = float(np.mean(reference, dtype=np.float64))
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{what}: the reference must have a positive mean (an intensity)")
+    return shape, scale
+
+
 def refine_field(reference, sample, field: np.ndarray, sigma: float = DEFAULT_SIGMA,
                  iterations: int = DEFAULT_ITERATIONS, device=None) -> np.ndarray:
     """:func:`lk_refine` on ``field``, a C-contiguous float32 ``(2, H, W)`` array (dx, dy),
@@ -219,16 +246,7 @@ def refine_field(reference, sample, field: np.ndarray, sigma: float = DEFAULT_SI
     if sigma == 0.0:
         raise ValueError("lk_refine: sigma must be a window of 1 to 64 px")
     iterations = check_iterations(iterations, "lk_refine: iterations")
-    shape = np.shape(reference)
-    if np.shape(sample) != shape or len(shape) != 2:
-        raise ValueError(f"lk_refine: reference and sample must be 2-D of one shape, got {shape} and {np.shape(sample)}")
-    if not (isinstance(field, np.ndarray) and field.dtype == np.float32 and field.shape == (2, *shape)
-            and field.flags.c_contiguous and field.flags.writeable):
-        raise ValueError(f"lk_refine: the field must be a writeable C-contiguous float32 array of shape (2, {shape[0]}, "
-                         f"{shape[1]})")
-    scale = float(np.mean(reference, dtype=np.float64))
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError("lk_refine: the reference must have a positive mean (an intensity)")
+    shape, scale = check_field_inputs(reference, sample, field, "lk_refine")
     device = torch.device("cpu") if device is None else torch.device(device)
     height, width = shape
     even = (0, width % 2, 0, height % 2)  # one column / row repeated to an even size (the pooled grid)

@@ -84,8 +84,9 @@ def _xst_search(max_shift: float) -> int:
     return int(max(6, math.ceil(1.25 * max_shift) + 1))
 
 
-def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
-    """Simulate one case (or use ``pair``) and score each method on it."""
+def run_case(case: dict, methods, model=None, pair=None, options: dict | None = None) -> list[dict]:
+    """Simulate one case (or use ``pair``) and score each method on it; ``options`` maps a
+    method to its ``reconstruct`` options (XST's search otherwise follows the largest shift)."""
     from .reconstruct import reconstruct
     from .simulate import simulate_pair
 
@@ -95,10 +96,11 @@ def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
     largest = float(np.hypot(pair["dx"], pair["dy"]).max())
     rows = []
     for method in methods:
-        options = {"search": _xst_search(largest)} if method == "xst" else {}
+        given = {"search": _xst_search(largest)} if method == "xst" else {}
+        given.update((options or {}).get(method, {}))
         t0 = time.perf_counter()
         out = reconstruct(pair["reference"].values, pair["sample"].values, method=method,
-                          model=model if method == "spinnet" else None, **options)
+                          model=model if method == "spinnet" else None, **given)
         elapsed = time.perf_counter() - t0
         pred = np.stack([out["dx"].values, out["dy"].values])[:, b:-b, b:-b]
         err = pred - gt
@@ -110,15 +112,17 @@ def run_case(case: dict, methods, model=None, pair=None) -> list[dict]:
     return rows
 
 
-def run_sweeps(methods=("spinnet", "xst"), model=None, quick: bool = False, size: int = 256, progress=None) -> list[dict]:
-    """All cases of :func:`sweep_cases`, each method on each; one row per (case, method)."""
+def run_sweeps(methods=("spinnet", "xst"), model=None, quick: bool = False, size: int = 256, progress=None,
+               options: dict | None = None) -> list[dict]:
+    """All cases of :func:`sweep_cases`, each method on each (with ``options[method]``, its
+    ``reconstruct`` options, where given); one row per (case, method)."""
     if "spinnet" in methods and model is None:
         from .pretrained import load_pretrained
 
         model = load_pretrained()
     rows = []
     for case in sweep_cases(quick, size):
-        new = run_case(case, methods, model)
+        new = run_case(case, methods, model, options=options)
         rows.extend(new)
         if progress is not None:
             for r in new:

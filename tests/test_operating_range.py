@@ -55,6 +55,30 @@ def test_a_case_records_the_pair_error_of_the_output(monkeypatch):
     assert metrics.error_regime(row["pair_error"]) == "0.25-1%"
 
 
+def test_a_case_passes_each_method_its_options(monkeypatch):
+    """``options[method]`` reaches that method's reconstruct (``--spinnet-options`` with
+    ``--operating-range`` in benchmarks/evaluate.py); XST's search follows the largest shift
+    unless it is given."""
+    import importlib
+
+    from spinnet_lite.simulate import simulate_pair
+
+    case = _blob_case()
+    pair = simulate_pair(**case["kwargs"])
+    seen = []
+
+    def record(reference, sample, method, model=None, **options):
+        seen.append((method, options))
+        return pair[["dx", "dy", "transmission"]].copy(deep=True)
+
+    monkeypatch.setattr(importlib.import_module("spinnet_lite.reconstruct"), "reconstruct", record)
+    operating_range.run_case(case, ["spinnet", "xst"], pair=pair, options={"spinnet": {"tv": True}})
+    assert seen[0] == ("spinnet", {"tv": True}) and seen[1][0] == "xst" and set(seen[1][1]) == {"search"}
+    seen.clear()
+    operating_range.run_case(case, ["xst"], pair=pair, options={"xst": {"search": 3, "window": 9}})
+    assert seen == [("xst", {"search": 3, "window": 9})]
+
+
 def test_a_real_case_scores_xst():
     case = _blob_case()
     (row,) = operating_range.run_case(case, ["xst"])

@@ -50,6 +50,7 @@ def main(argv=None) -> None:
     p.add_argument("--visibility", type=float, default=0.06, help="rms contrast of the reference (default 0.06)")
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12], help="simulator seeds of the references")
     p.add_argument("--lk-sigma", type=float, help="SPINNet's Lucas-Kanade window, px (default reconstruct's; 0: off)")
+    p.add_argument("--tv", action="store_true", help="SPINNet with the total-variation refinement (reconstruct's tv=True)")
     args = p.parse_args(argv)
     if not 0.5 <= args.grain <= 64 or not 0 < args.visibility < 1:
         p.error("--grain must be 0.5-64 px and --visibility in (0, 1)")
@@ -58,6 +59,11 @@ def main(argv=None) -> None:
         from spinnet_lite.model.predict import load_checkpoint
 
         model = load_checkpoint(args.checkpoint)
+    spinnet_options = {}
+    if args.lk_sigma is not None:
+        spinnet_options["lk_sigma"] = args.lk_sigma
+    if args.tv:
+        spinnet_options["tv"] = True
     rng = np.random.default_rng(5)
     size = args.size
     print(f"# diffuser grain {args.grain:g} px, visibility {args.visibility:g}, {size} px")
@@ -84,7 +90,7 @@ def main(argv=None) -> None:
         for label, moved, dx, dy, search in cases:
             sample = moved * (1 + 0.01 * rng.standard_normal(moved.shape))
             e = rms_errors(ref.astype(np.float32), sample.astype(np.float32), dx, dy, search, model,
-                           spinnet_options=None if args.lk_sigma is None else {"lk_sigma": args.lk_sigma})
+                           spinnet_options=spinnet_options or None)
             print(f"{label:<18} {seed:>4} {e['spinnet']:>8.3f} {e['xst']:>7.3f} {e['spinnet'] / e['xst']:>6.2f}",
                   flush=True)
 

@@ -1,0 +1,229 @@
+"""An edge-preserving refinement after the Lucas-Kanade step: total variation on the correction.
+
+The network answers on half the pixel grid and smooths sharp steps of the field: a lens rim, a
+0.9 px drop within ~4 px, comes out spread over ~9 px; the Lucas-Kanade step's 6 px window
+(:mod:`spinnet_lite.lucas_kanade`) cannot resolve it, and small windows alone scatter (README,
+*The seventeenth bundle*). This step fits the pixels in a small Gaussian window
+(:data:`WINDOW_SIGMA`) around each pixel, linearised at the current field ``d0`` (the step's
+model, the local transmission profiled out), which gives a target ``d0 + e`` and the fit's
+precision ``P`` (2 x 2 per pixel), and solves::
+
+    min_u  sum_x (u - e)^T P (u - e) / p  +  weight * sum_x |grad u|,        d = d0 + u,
+
+with ``p`` the median trace of ``P`` (so the weight does not depend on the intensity scale or
+the speckle's contrast), by the primal-dual algorithm of Chambolle & Pock (2011, isotropic
+total variation, dx and dy coupled), re-linearised at the result :data:`OUTER` times. The total
+variation falls on the *correction*, not on the field: where the network's answer fits the
+pixels ``u`` stays near 0 and a textured field keeps its texture; where the answer misses a
+step, ``u`` is a step. Where the noise is large against the speckle's contrast (few photons, a
+low visibility) the weight grows with it, ``weight = max(weight, NOISE_SCALE * variance / p)``
+(``variance`` that of the residual, relative to the reference's mean squared), so the small
+window does not pass the noise on; a very large weight leaves a uniform correction.
+
+This is a deviation from the seed (notebook 03), off by default (``tv`` in
+:func:`spinnet_lite.reconstruct`; ``tv=True`` gives :data:`DEFAULT_WEIGHT`).
+
+Shapes: images ``(H, W)``; displacements in pixels, forward-model sign (``sample(y, x) =
+T reference(y - dy, x - dx)``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .lucas_kanade import MAX_STEP_PX, check_field_inputs, fit_products, gaussian_blur, read_reference
+from .model.normalize import gaussian_kernel
+from .model.warp import pixel_grid
+
+#: Weight of the total variation that ``tv=True`` selects (relative to the fit's median precision).
+DEFAULT_WEIGHT = 0.05
+#: Gaussian window (sigma, px) of the fit linearised at the current field.
+WINDOW_SIGMA = 1.5
+#: The weight is at least this times the residual's variance over the fit's median precision
+#: (both relative to the reference's mean^2): the noise relative to the speckle's contrast.
+NOISE_SCALE = 12.0
+#: Linearisations, and primal-dual iterations for each.
+OUTER = 2
+INNER = 50
+#: Rows of the fit formed at a time (memory: ~20 float32 maps of a band).
+BAND_ROWS = 256
+#: Window (sigma, px) of the local transmission in the residual whose variance scales the weight.
+NOISE_WINDOW = 6.0
+
+
+def check_tv(tv, what: str = "tv") -> float:
+    """``tv`` as a weight: 0 for False / None / 0 (off), :data:`DEFAULT_WEIGHT` for True, else a
+    number in (0, 10]; a clear ValueError otherwise."""
+    if tv is None or tv is False or (isinstance(tv, np.bool_) and not tv):
+        return 0.0
+    if tv is True or (isinstance(tv, np.bool_) and tv):
+        return DEFAULT_WEIGHT
+    if not isinstance(tv, (int, float, np.integer, np.floating)) or not math.isfinite(float(tv)) \
+            or not 0.0 <= float(tv) <= 10.0:
+        raise ValueError(f"{what}: expected False / 0 (off), True (a weight of {DEFAULT_WEIGHT:g}) or a weight "
+                         f"from 0 to 10, got {tv!r}")
+    return float(tv)
+
+
+def linearised_fit(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, sigma: float,
+                   scale: float, ridge: float = 1e-3, band_rows: int = BAND_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, the least-squares shift ``e`` of the sample against the reference warped by
+    ``displacement`` in a Gaussian window of ``sigma`` px (the local transmission ``a`` profiled
+    out) and the precision of ``e``: ``a^2`` times the Schur complement of the fit's normal
+    matrix on the shift.
+
+    Args:
+        reference, sample: ``(1, 1, H, W)`` intensities; ``scale`` divides both.
+        displacement: ``(1, 2, H, W)`` (dx, dy), px.
+    Returns:
+        ``e`` ``(2, H, W)`` (0 where the fit is undefined or beyond :data:`MAX_STEP_PX`) and the
+        precision ``(3, H, W)`` (entries xx, xy, yy; 0 where ``e`` is).
+    """
+    kernel = gaussian_kernel(sigma, sample.device, torch.float32)
+    halo = (kernel.numel() - 1) // 2
+    height = sample.shape[-2]
+    steps, precisions = [], []
+    for y0 in range(0, height, band_rows):
+        y1 = min(height, y0 + band_rows)
+        lo, hi = max(0, y0 - halo), min(height, y1 + halo)
+        sums = gaussian_blur(fit_products(reference, sample, displacement, lo, hi, scale), kernel)[0, :, y0 - lo : y1 - lo]
+        m00, m01, m02, m11, m12, m22, v0, v1, v2 = sums
+        inv00 = 1.0 / m00.clamp_min(1e-12)
+        h11, h12, h22 = m11 - m01 * m01 * inv00, m12 - m01 * m02 * inv00, m22 - m02 * m02 * inv00
+        g1, g2 = v1 - m01 * v0 * inv00, v2 - m02 * v0 * inv00
+        trace = h11 + h22
+        r11, r22 = h11 + ridge * trace, h22 + ridge * trace
+        det = r11 * r22 - h12 * h12
+        det_safe = torch.where(det > 0, det, torch.ones_like(det))
+        b1, b2 = (r22 * g1 - h12 * g2) / det_safe, (r11 * g2 - h12 * g1) / det_safe
+        a = (v0 - m01 * b1 - m02 * b2) * inv00
+        a_safe = torch.where(a > 0, a, torch.ones_like(a))
+        step = torch.stack([b1 / a_safe, b2 / a_safe])
+        valid = (m00 > 0) & (det > 1e-12 * trace * trace) & (a > 0) & (step.abs().amax(0) <= MAX_STEP_PX)
+        steps.append(torch.where(valid, step, torch.zeros_like(step)))
+        precisions.append(torch.stack([h11, h12, h22]) * (a_safe * a_safe * valid))
+    return torch.cat(steps, 1), torch.cat(precisions, 1)
+
+
+def residual_variance(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, scale: float,
+                      sigma: float = NOISE_WINDOW, border: int = 8) -> float:
+    """The variance of ``sample - a * reference(r - d)`` (``a`` the local transmission, a
+    Gaussian window of ``sigma`` px; both images ``/ scale``), from the median of its square
+    (robust to the few pixels the field misses), ``border`` px dropped on every side."""
+    height, width = sample.shape[-2:]
+    r = read_reference(reference, pixel_grid(height, width, sample.device, displacement.dtype) - displacement, scale)
+    s = sample.to(torch.float32) / scale
+    sums = gaussian_blur(torch.cat([r * s, r * r], 1), gaussian_kernel(sigma, sample.device, torch.float32))
+    rho = s - sums[:, :1] / sums[:, 1:].clamp_min(1e-12) * r
+    b = border if min(height, width) > 4 * border else 0
+    rho = rho[0, 0, b : height - b, b : width - b]
+    return float((rho * rho).median()) / 0.4549  # the median of a chi-square of one degree of freedom
+
+
+def _gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences of ``(C, H, W)`` maps along x and y (0 across the last column / row)."""
+    gx, gy = torch.zeros_like(u), torch.zeros_like(u)
+    gx[..., :, :-1] = u[..., :, 1:] - u[..., :, :-1]
+    gy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
+    return gx, gy
+
+
+def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """The negative adjoint of :func:`_gradient`."""
+    d = torch.zeros_like(px)
+    d[..., :, 0] += px[..., :, 0]
+    d[..., :, 1:-1] += px[..., :, 1:-1] - px[..., :, :-2]
+    d[..., :, -1] -= px[..., :, -2]
+    d[..., 0, :] += py[..., 0, :]
+    d[..., 1:-1, :] += py[..., 1:-1, :] - py[..., :-2, :]
+    d[..., -1, :] -= py[..., -2, :]
+    return d
+
+
+def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, iterations: int = INNER,
+             init: torch.Tensor | None = None) -> torch.Tensor:
+    """``argmin_u sum (u - target)^T P (u - target) + weight * sum |grad u|`` (vectorial
+    isotropic total variation) by Chambolle-Pock, ``iterations`` steps from ``init``.
+
+    Args:
+        target: ``(2, H, W)``.
+        precision: ``(3, H, W)`` symmetric positive semi-definite 2 x 2 per pixel (xx, xy, yy).
+        weight: the total variation's weight (> 0).
+    Returns:
+        ``u`` ``(2, H, W)``.
+    """
+    u = (target if init is None else init).clone()
+    u_bar = u.clone()
+    px, py = torch.zeros_like(u), torch.zeros_like(u)
+    tau = 0.25
+    sigma = 1.0 / (8.0 * tau)  # tau * sigma * |grad|^2 <= 1 (|grad|^2 <= 8)
+    p11, p12, p22 = 2 * tau * precision
+    a11, a22 = p11 + 1, p22 + 1
+    det = a11 * a22 - p12 * p12
+    pt1 = p11 * target[0] + p12 * target[1]
+    pt2 = p12 * target[0] + p22 * target[1]
+    for _ in range(int(iterations)):
+        gx, gy = _gradient(u_bar)
+        px.add_(gx, alpha=sigma)
+        py.add_(gy, alpha=sigma)
+        norm = (torch.sqrt((px * px + py * py).sum(0, keepdim=True)) / weight).clamp_min_(1.0)
+        px.div_(norm)
+        py.div_(norm)
+        previous = u
+        v = u + tau * _divergence(px, py)
+        r1, r2 = v[0] + pt1, v[1] + pt2  # (2 tau P + I) u = v + 2 tau P target, per pixel
+        u = torch.stack([(a22 * r1 - p12 * r2) / det, (a11 * r2 - p12 * r1) / det])
+        u_bar = 2 * u - previous
+    return u
+
+
+def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None) -> np.ndarray:
+    """The refinement of the module docstring on ``field``, a C-contiguous float32 ``(2, H, W)``
+    array (dx, dy), updated **in place** and returned.
+
+    Args:
+        reference, sample: ``(H, W)`` intensity images (any common scale, positive mean).
+        weight: the total variation's weight (see :func:`check_tv`); 0 leaves the field as it is.
+        device: torch device (default CPU).
+    Raises:
+        ValueError: a bad weight, images and field of different shapes, a reference whose mean
+            is not positive.
+    """
+    weight = check_tv(weight, "tv_refine: weight")
+    shape, scale = check_field_inputs(reference, sample, field, "tv_refine")
+    if weight == 0.0:
+        return field
+    device = torch.device("cpu") if device is None else torch.device(device)
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(1, -1, *shape).to(device)
+
+    with torch.no_grad():
+        r, s = tensor(reference), tensor(sample)
+        start = tensor(field)[0]
+        d = start.clone()
+        variance = residual_variance(r, s, start[None], scale)
+        for step in range(OUTER):
+            e, precision = linearised_fit(r, s, d[None], WINDOW_SIGMA, scale)
+            norm = float((precision[0] + precision[2]).median())
+            if not norm > 0:  # no texture anywhere: nothing to fit
+                break
+            if step == 0:  # the noise relative to the speckle's gradient energy sets the least weight
+                weight = max(weight, NOISE_SCALE * variance / norm)
+            correction = d - start
+            d = start + tv_solve(correction + e, precision / norm, weight, INNER, init=correction)
+        field[...] = d.cpu().numpy()
+    return field
+
+
+def tv_refine(reference, sample, dx, dy, weight: float = DEFAULT_WEIGHT, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refine_field_tv` on ``dx``, ``dy`` ``(H, W)`` (px): new float32 arrays."""
+    shape = np.shape(reference)
+    if any(np.shape(a) != shape for a in (sample, dx, dy)) or len(shape) != 2:
+        raise ValueError(f"tv_refine: reference, sample, dx and dy must be 2-D of one shape, got "
+                         f"{[np.shape(a) for a in (reference, sample, dx, dy)]}")
+    field = np.ascontiguousarray(np.stack([np.asarray(dx, dtype=np.float32), np.asarray(dy, dtype=np.float32)]))
+    refine_field_tv(reference, sample, field, weight, device)
+    return field[0], field[1]

@@ -1,0 +1,148 @@
+"""The edge-preserving refinement (spinnet_lite.tv_refine): it sharpens a smoothed step of the
+field where the Lucas-Kanade window cannot, leaves a field that fits alone, does not depend on
+the intensity scale, and its option in reconstruct says what is wrong with a bad value."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from spinnet_lite import reconstruct, simulate_pair
+from spinnet_lite.lucas_kanade import lk_refine
+from spinnet_lite.model.warp import warp
+from spinnet_lite.tv_refine import DEFAULT_WEIGHT, check_tv, refine_field_tv, tv_refine, tv_solve
+
+N = 128
+INNER = (slice(12, -12), slice(12, -12))
+
+
+def speckle(shape, seed=0, grain=1.0):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter((rng.random(shape) > 0.5).astype(float), grain) + 0.5
+
+
+def moved(reference, dx, dy, transmission=1.0):
+    """The reference moved by (dx, dy) as the step reads it (so only the refinement is tested)."""
+    d = torch.from_numpy(np.stack([dx, dy]).astype(np.float32))[None]
+    return transmission * warp(torch.from_numpy(reference.astype(np.float32))[None, None], d,
+                               mode="oversampled")[0, 0].numpy()
+
+
+def rim_field(shape, drop=0.9, radius=40.0, rim_px=1.0):
+    """A lens-like field: d grows linearly to ``drop`` px at ``radius`` and falls to 0 across a
+    rim ``rim_px`` wide (the gradient of a smoothed paraboloid held flat outside)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    y, x = yy - shape[0] / 2, xx - shape[1] / 2
+    inside = ndimage.gaussian_filter((np.hypot(x, y) < radius).astype(float), rim_px)
+    return drop * x / radius * inside, drop * y / radius * inside
+
+
+def rms(a):
+    return float(np.sqrt(np.mean(np.square(a))))
+
+
+def test_sharpens_a_smoothed_rim_where_the_lucas_kanade_window_cannot():
+    """Started from the truth blurred by 2.5 px (the network's answer at a rim), the refinement
+    takes 40 % of the error away (measured: 0.063 -> 0.038 px rms); the 6 px Lucas-Kanade step
+    leaves almost all of it (0.060 px)."""
+    ref = speckle((N, N))
+    dx, dy = rim_field((N, N))
+    sam = moved(ref, dx, dy, 0.9)
+    start = ndimage.gaussian_filter(dx, 2.5), ndimage.gaussian_filter(dy, 2.5)
+    before = rms(np.hypot(start[0] - dx, start[1] - dy)[INNER])
+    lx, ly = lk_refine(ref, sam, *start)
+    tx, ty = tv_refine(ref, sam, *start)
+    after_lk = rms(np.hypot(lx - dx, ly - dy)[INNER])
+    after_tv = rms(np.hypot(tx - dx, ty - dy)[INNER])
+    assert before > 0.05
+    assert after_lk > 0.9 * before
+    assert after_tv < 0.7 * before and after_tv < 0.7 * after_lk
+    assert tx.dtype == np.float32 and tx.shape == (N, N)
+
+
+def test_keeps_a_textured_field_that_already_fits():
+    """Started from the truth of the seed's textured phantom, the correction stays small: the
+    total variation falls on the correction, not on the field's texture."""
+    pair = simulate_pair(size=N, seed=3)
+    dx, dy = pair.dx.values, pair.dy.values
+    tx, ty = tv_refine(pair.reference.values, pair.sample.values, dx, dy)
+    change = rms(np.hypot(tx - dx, ty - dy)[INNER])
+    assert change < 0.1 * rms(np.hypot(dx, dy)[INNER])
+
+
+def test_does_not_depend_on_the_intensity_scale():
+    ref = speckle((N, N), seed=2)
+    dx, dy = rim_field((N, N), drop=0.6)
+    sam = moved(ref, dx, dy)
+    start = ndimage.gaussian_filter(dx, 2.0), ndimage.gaussian_filter(dy, 2.0)
+    a = tv_refine(ref, sam, *start)
+    b = tv_refine(7.0 * ref, 7.0 * sam, *start)
+    assert np.abs(a[0] - b[0]).max() < 1e-3 and np.abs(a[1] - b[1]).max() < 1e-3
+
+
+def test_the_solver_minimises_its_objective():
+    """tv_solve: a weight near 0 gives the target where the precision is positive; a large one
+    flattens the correction; the result never scores worse than the target or a constant."""
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.normal(size=(2, 32, 32)).astype(np.float32))
+    precision = torch.stack([torch.full((32, 32), 2.0), torch.full((32, 32), 0.5), torch.full((32, 32), 1.0)])
+
+    def objective(u, weight):
+        e = u - target
+        data = (precision[0] * e[0] ** 2 + 2 * precision[1] * e[0] * e[1] + precision[2] * e[1] ** 2).sum()
+        gx = torch.zeros_like(u); gy = torch.zeros_like(u)
+        gx[..., :, :-1] = u[..., :, 1:] - u[..., :, :-1]
+        gy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
+        return float(data + weight * torch.sqrt((gx ** 2 + gy ** 2).sum(0)).sum())
+
+    assert torch.allclose(tv_solve(target, precision, 1e-6, 200), target, atol=1e-3)
+    flat = tv_solve(target, precision, 100.0, 400)
+    assert float(flat.std(dim=(1, 2)).max()) < 0.05
+    for weight in (0.3, 1.0):
+        u = tv_solve(target, precision, weight, 300)
+        mean = target.mean(dim=(1, 2), keepdim=True).expand_as(target)
+        assert objective(u, weight) < min(objective(target, weight), objective(mean, weight))
+
+
+def test_weights_and_errors():
+    assert check_tv(False) == check_tv(None) == check_tv(0) == 0.0
+    assert check_tv(True) == DEFAULT_WEIGHT and check_tv(0.2) == 0.2
+    for bad in ("yes", -0.1, 11, float("nan"), [0.1]):
+        with pytest.raises(ValueError, match="tv"):
+            check_tv(bad)
+    ref = speckle((64, 64))
+    field = np.zeros((2, 64, 64), np.float32)
+    assert refine_field_tv(ref, ref, field, 0.0) is field and not field.any()
+    with pytest.raises(ValueError, match="shape"):
+        refine_field_tv(ref, ref[:, :60], field)
+    with pytest.raises(ValueError, match="float32"):
+        refine_field_tv(ref, ref, field.astype(np.float64))
+
+
+def test_reconstruct_option():
+    """reconstruct(..., tv=True) runs the refinement after the Lucas-Kanade step (the answer
+    changes, stays finite); a bad value is refused with the option's name."""
+    pair = simulate_pair(size=N, seed=5, phantom="quadratic", aperture=0.6)
+    base = reconstruct(pair.reference, pair.sample)
+    sharp = reconstruct(pair.reference, pair.sample, tv=True)
+    assert np.isfinite(sharp.dx.values).all() and not np.allclose(sharp.dx.values, base.dx.values)
+    with pytest.raises(ValueError, match="tv"):
+        reconstruct(pair.reference, pair.sample, tv="on")
+
+
+def test_command_line(tmp_path):
+    """``--tv`` (alone: the default weight) gives reconstruct(tv=True); a bad weight and XST are refused."""
+    import xarray as xr
+
+    from spinnet_lite.cli import main
+
+    pair = simulate_pair(size=N, seed=6, phantom="quadratic", aperture=0.6)
+    ref, sam = pair.reference.values, pair.sample.values
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "sam.npy", sam)
+    paths = [str(tmp_path / "ref.npy"), str(tmp_path / "sam.npy")]
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "tv.nc"), "--tv"]) == 0
+    with xr.open_dataset(tmp_path / "tv.nc") as ds:
+        np.testing.assert_allclose(ds.dx.values, reconstruct(ref, sam, tv=True)["dx"].values, atol=1e-5)
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "x.nc"), "--method", "xst", "--tv", "0.1"]) == 2
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "y.nc"), "--tv", "-1"]) == 2
+    assert not (tmp_path / "x.nc").exists() and not (tmp_path / "y.nc").exists()
