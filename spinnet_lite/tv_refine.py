@@ -21,7 +21,10 @@ low visibility) the weight grows with it, ``weight = max(weight, NOISE_SCALE * v
 window does not pass the noise on; a very large weight leaves a uniform correction.
 
 This is a deviation from the seed (notebook 03), off by default (``tv`` in
-:func:`spinnet_lite.reconstruct`; ``tv=True`` gives :data:`DEFAULT_WEIGHT`).
+:func:`spinnet_lite.reconstruct`; ``tv=True`` gives :data:`DEFAULT_WEIGHT`): on this project's
+CPU it costs ~2.4x the default reconstruction's time at 512 px, and it holds the whole frame's
+field, its fit's precision and the solver's variables at once (~90 bytes per pixel: ~0.4 GB
+more at 2112 x 2112).
 
 Shapes: images ``(H, W)``; displacements in pixels, forward-model sign (``sample(y, x) =
 T reference(y - dy, x - dx)``).
