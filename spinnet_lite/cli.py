@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "corrects the slowly varying part of the displacement (default 6); 0: the network alone")
     p.add_argument("--tv", type=_tv_weight, nargs="?", const=True, metavar="WEIGHT",
                    help="SPINNet: then an edge-preserving refinement (total variation of the correction, weight "
-                        "0-10; --tv alone: 0.05) that sharpens steps such as lens rims, for ~2x the time; default off")
+                        "0-10; --tv alone: 0.05) that sharpens steps such as lens rims, for ~1.7x the time; default off")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--outlier-threshold", type=_positive_float,
                    help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "

@@ -138,7 +138,7 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             :mod:`spinnet_lite.lucas_kanade`; 0 or None: the network alone),
             ``lk_iterations`` (those steps, default 2) and ``tv`` (default False; True or a
             weight: after the steps, an edge-preserving refinement whose correction pays for its
-            total variation, sharper at steps of the field such as lens rims, ~2.4x the time at
+            total variation, sharper at steps of the field such as lens rims, ~1.7x the time at
             512 px, :mod:`spinnet_lite.tv_refine`).
 
     Returns:

@@ -263,7 +263,7 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             sharpens steps of the field (lens rims, contour edges) that the network and the
             6 px Lucas-Kanade window smooth. ``True`` is a weight of 0.05. On the held-out set
             it puts 21 instead of 17 of 24 pairs below 1 % Eq. 4 (the four lens pairs among
-            them), for ~2.4x the time at 512 px.
+            them), for ~1.7x the time at 512 px.
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
