@@ -23,8 +23,8 @@ window does not pass the noise on; a very large weight leaves a uniform correcti
 This is a deviation from the seed (notebook 03), off by default (``tv`` in
 :func:`spinnet_lite.reconstruct`; ``tv=True`` gives :data:`DEFAULT_WEIGHT`): on this project's
 CPU it costs ~1.7x the default reconstruction's time at 512 px, and it holds the whole frame's
-field, its fit's precision and the solver's variables at once (~150 bytes per pixel, ~0.7 GB at
-2112 x 2112: less than the network's tiled pass needs there, so the peak stays that pass's).
+field, its fit's precision and the solver's variables at once (~250 bytes per pixel, measured
+on a 2048 px frame: ~1.1 GB at 2112 x 2112).
 
 Shapes: images ``(H, W)``; displacements in pixels, forward-model sign (``sample(y, x) =
 T reference(y - dy, x - dx)``).
