@@ -59,10 +59,10 @@ NOISE_WINDOW = 6.0
 def check_tv(tv, what: str = "tv") -> float:
     """``tv`` as a weight: 0 for False / None / 0 (off), :data:`DEFAULT_WEIGHT` for True, else a
     number in (0, 10]; a clear ValueError otherwise."""
-    if tv is None or tv is False or (isinstance(tv, np.bool_) and not tv):
+    if tv is None:
         return 0.0
-    if tv is True or (isinstance(tv, np.bool_) and tv):
-        return DEFAULT_WEIGHT
+    if isinstance(tv, (bool, np.bool_)):
+        return DEFAULT_WEIGHT if tv else 0.0
     if not isinstance(tv, (int, float, np.integer, np.floating)) or not math.isfinite(float(tv)) \
             or not 0.0 <= float(tv) <= 10.0:
         raise ValueError(f"{what}: expected False / 0 (off), True (a weight of {DEFAULT_WEIGHT:g}) or a weight "
