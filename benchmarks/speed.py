@@ -84,7 +84,9 @@ def paths(size: int, model=None) -> list[dict]:
         {"key": "tiled256_b1", "label": "256 px tiles, one by one", "options": {"tile": 256, "batch_size": 1}},
         {"key": "default_torch", "label": "defaults, engine torch (float32)", "options": {"engine": "torch"}},
         {"key": "default", "label": "reconstruct() defaults (memory plan)", "options": {}},
-        {"key": "no_lk", "label": "defaults without the Lucas-Kanade step (lk_sigma=0)", "options": {"lk_sigma": 0}},
+        {"key": "no_tv", "label": "defaults without the total-variation refinement (tv=False)", "options": {"tv": False}},
+        {"key": "no_lk", "label": "defaults without the Lucas-Kanade step nor the refinement (lk_sigma=0)",
+         "options": {"lk_sigma": 0}},
     ]
     if model is not None and model.config.finest_iterations > 1:
         out.append({"key": "one_iteration", "label": "defaults, one pass of the finest level",

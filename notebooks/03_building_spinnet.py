@@ -70,9 +70,10 @@
 # >     network's answer, a local transmission $a$ and a residual shift $e$) in a Gaussian
 # >     window of 6 px, correct the slowly varying part of the network's displacement; the
 # >     detail finer than the window stays the network's (end of section 6; `lk_sigma=0` gives
-# >     the network alone); on request (`tv=True`, `spinnet_lite/tv_refine.py`, off by
-# >     default) a further fit in a 1.5 px window whose correction pays for its total
-# >     variation, which sharpens the steps of the field (lens rims) that both smooth;
+# >     the network alone); then (`spinnet_lite/tv_refine.py`, on by default after the
+# >     steps, `tv=False` turns it off) a further fit in a 1.5 px window whose correction pays
+# >     for its total variation, which sharpens the steps of the field (lens rims) that both
+# >     smooth;
 # >   - **around the network, at inference** (`spinnet_lite/align.py`, used by
 # >     `reconstruct`): a global offset of 3 px or more (a mask that drifted between the two
 # >     exposures) is found by correlation and taken out before the network runs; where the
@@ -596,12 +597,19 @@ lesson.record(trained_finest_iterations=trained_iterations,
 # $e$, which is added; `reconstruct` runs two such steps with a 6 px window by default
 # (`lk_sigma`, `lk_iterations`; `spinnet_lite/lucas_kanade.py`). The window averages $e$, so
 # the step corrects what varies over more than ~6 px and leaves finer detail to the network.
-# It is not part of the seed's network; `lk_sigma=0` turns it off. Below, on the section's pair:
+# It is not part of the seed's network; `lk_sigma=0` turns it off. A window of 6 px cannot
+# resolve a step of the field (a lens rim: 0.9 px within ~4 px), so a second fit follows, in a
+# 1.5 px window, whose correction to the answer pays for its total variation (a sum of
+# $|\nabla u|$, solved by Chambolle and Pock's primal-dual algorithm): the correction is a step
+# where the answer misses one and near 0 where the answer fits, so textured fields keep their
+# detail (`spinnet_lite/tv_refine.py`, `tv`; `tv=False` turns it off). Below, on the
+# section's pair:
 
 # %%
 lk_errors = {}
-for label, sigma in (("network alone (lk_sigma=0)", 0), ("network + Lucas-Kanade (default)", None)):
-    options = {} if sigma is None else {"lk_sigma": sigma}
+for label, options in (("network alone (lk_sigma=0)", {"lk_sigma": 0}),
+                       ("network + Lucas-Kanade (tv=False)", {"tv": False}),
+                       ("network + Lucas-Kanade + total variation (default)", {})):
     result = reconstruct(pair.reference.values, pair.sample.values, model=pretrained, **options)
     lk_errors[label] = displacement_rmse(result, pair, border=8)
     print(f"  {label}: displacement error {lk_errors[label]:.4f} px rms on this pair")

@@ -314,8 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SPINNet: Gaussian window (px, 1-64) of the Lucas-Kanade step after the network, which "
                         "corrects the slowly varying part of the displacement (default 6); 0: the network alone")
     p.add_argument("--tv", type=_tv_weight, nargs="?", const=True, metavar="WEIGHT",
-                   help="SPINNet: then an edge-preserving refinement (total variation of the correction, weight "
-                        "0-10; --tv alone: 0.05) that sharpens steps such as lens rims, for ~1.7x the time; default off")
+                   help="SPINNet: weight (0-10) of the edge-preserving refinement after the Lucas-Kanade step "
+                        "(total variation of the correction), which sharpens steps such as lens rims, for ~1.6x the "
+                        "time; default 0.05 with the Lucas-Kanade step, off with --lk-sigma 0; --tv 0: off; --tv "
+                        "alone: 0.05 even with --lk-sigma 0")
     _add_geometry_args(p, " (all three give the phase; all three or none)")
     p.add_argument("--outlier-threshold", type=_positive_float,
                    help="hot/dead pixels: replace pixels beyond all 8 neighbours by more than this many robust "

@@ -136,10 +136,11 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             (default 6 px: after the network, Lucas-Kanade steps in a Gaussian window of this
             sigma correct the slowly varying part of the displacement,
             :mod:`spinnet_lite.lucas_kanade`; 0 or None: the network alone),
-            ``lk_iterations`` (those steps, default 2) and ``tv`` (default False; True or a
-            weight: after the steps, an edge-preserving refinement whose correction pays for its
-            total variation, sharper at steps of the field such as lens rims, ~1.7x the time at
-            512 px, :mod:`spinnet_lite.tv_refine`).
+            ``lk_iterations`` (those steps, default 2) and ``tv`` (default ``"auto"``: after
+            the steps, an edge-preserving refinement whose correction pays for its total
+            variation, sharper at steps of the field such as lens rims, ~1.6x the time at
+            512 px, :mod:`spinnet_lite.tv_refine`; off with ``lk_sigma=0``; False or 0: off;
+            True or a weight of 0-10: on).
 
     Returns:
         xarray.Dataset, dims ``("y", "x")``, with ``dx``, ``dy`` (px, forward-model sign:

@@ -20,11 +20,15 @@ low visibility) the weight grows with it, ``weight = max(weight, NOISE_SCALE * v
 (``variance`` that of the residual, relative to the reference's mean squared), so the small
 window does not pass the noise on; a very large weight leaves a uniform correction.
 
-This is a deviation from the seed (notebook 03), off by default (``tv`` in
-:func:`spinnet_lite.reconstruct`; ``tv=True`` gives :data:`DEFAULT_WEIGHT`): on this project's
-CPU it costs ~1.7x the default reconstruction's time at 512 px, and it holds the whole frame's
-field, its fit's precision and the solver's variables at once (~250 bytes per pixel, measured
-on a 2048 px frame: ~1.1 GB at 2112 x 2112).
+This is a deviation from the seed (notebook 03), on by default after the Lucas-Kanade step
+(``tv="auto"`` in :func:`spinnet_lite.reconstruct`; ``tv=False`` turns it off, ``tv=True`` gives
+:data:`DEFAULT_WEIGHT` even after the network alone). On this project's CPU it costs ~1.6x the
+time of a reconstruction without it at 512 px. It is solved in bands of rows, each with a halo
+as deep as the solver's iterations reach, which gives the whole-frame solution: besides the
+images and the field it holds the starting field, the fit of a frame up to
+:data:`WHOLE_FIT_PIXELS` (larger frames form it band by band, twice) and one band's solver, so
+it does not raise the peak memory of a reconstruction (a 4096 x 4096 frame: 1.66 GB with it,
+1.67 GB without, measured).
 
 Shapes: images ``(H, W)``; displacements in pixels, forward-model sign (``sample(y, x) =
 T reference(y - dy, x - dx)``).
@@ -50,8 +54,14 @@ NOISE_SCALE = 12.0
 #: Linearisations, and primal-dual iterations for each.
 OUTER = 2
 INNER = 50
-#: Rows of the fit formed at a time (memory: ~20 float32 maps of a band).
-BAND_ROWS = 256
+#: Pixels of the fit (and of the noise estimate) formed at a time (memory: ~50 float32 maps of a band).
+FIT_BAND_PIXELS = 2**18
+#: Frames of at most this many pixels hold their whole fit (5 float32 maps; ~170 MB at 2112 x
+#: 2112); larger ones form it twice, band by band (a 4096 px frame: ~2x the fit's time).
+WHOLE_FIT_PIXELS = 2**23
+#: Pixels of the total-variation solve at a time, without its halo (memory: ~25 float32 maps of
+#: a band and its halo); a 512 px frame is one band.
+TV_BAND_PIXELS = 2**20
 #: Window (sigma, px) of the local transmission in the residual whose variance scales the weight.
 NOISE_WINDOW = 6.0
 
@@ -70,8 +80,32 @@ def check_tv(tv, what: str = "tv") -> float:
     return float(tv)
 
 
+def resolve_tv(tv, lk_sigma: float, what: str = "tv") -> float:
+    """The weight that ``tv`` selects in :func:`spinnet_lite.reconstruct`: ``"auto"`` (the
+    default) is :data:`DEFAULT_WEIGHT` where the Lucas-Kanade step runs (``lk_sigma`` > 0) and
+    off where it does not (``lk_sigma=0``: the network's answer alone); anything else as
+    :func:`check_tv` reads it."""
+    if isinstance(tv, str) and tv == "auto":
+        return DEFAULT_WEIGHT if lk_sigma else 0.0
+    if isinstance(tv, str):
+        raise ValueError(f"{what}: expected 'auto', False / 0 (off), True (a weight of {DEFAULT_WEIGHT:g}) or a "
+                         f"weight from 0 to 10, got {tv!r}")
+    return check_tv(tv, what)
+
+
+def band_rows_for(width: int, pixels: int) -> int:
+    """Rows of a band of about ``pixels`` pixels of a frame ``width`` px wide (at least 64)."""
+    return max(64, -(-int(pixels) // max(int(width), 1)))
+
+
+def fit_reach(sigma: float = WINDOW_SIGMA) -> int:
+    """Rows beyond its own that :func:`linearised_fit` of a band reads of the displacement."""
+    return (gaussian_kernel(sigma, torch.device("cpu"), torch.float32).numel() - 1) // 2
+
+
 def linearised_fit(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, sigma: float,
-                   scale: float, ridge: float = 1e-3, band_rows: int = BAND_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+                   scale: float, ridge: float = 1e-3, rows: tuple[int, int] | None = None,
+                   band_pixels: int = FIT_BAND_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pixel, the least-squares shift ``e`` of the sample against the reference warped by
     ``displacement`` in a Gaussian window of ``sigma`` px (the local transmission ``a`` profiled
     out) and the precision of ``e``: ``a^2`` times the Schur complement of the fit's normal
@@ -79,17 +113,22 @@ def linearised_fit(reference: torch.Tensor, sample: torch.Tensor, displacement: 
 
     Args:
         reference, sample: ``(1, 1, H, W)`` intensities; ``scale`` divides both.
-        displacement: ``(1, 2, H, W)`` (dx, dy), px.
+        displacement: ``(1, 2, H, W)`` (dx, dy), px; rows up to :func:`fit_reach` beyond
+            ``rows`` are read.
+        rows: ``(lo, hi)``, the rows fitted (default all), formed ``band_pixels`` pixels at a time.
     Returns:
-        ``e`` ``(2, H, W)`` (0 where the fit is undefined or beyond :data:`MAX_STEP_PX`) and the
-        precision ``(3, H, W)`` (entries xx, xy, yy; 0 where ``e`` is).
+        ``e`` ``(2, hi - lo, W)`` (0 where the fit is undefined or beyond :data:`MAX_STEP_PX`)
+        and the precision ``(3, hi - lo, W)`` (entries xx, xy, yy; 0 where ``e`` is).
     """
     kernel = gaussian_kernel(sigma, sample.device, torch.float32)
     halo = (kernel.numel() - 1) // 2
-    height = sample.shape[-2]
-    steps, precisions = [], []
-    for y0 in range(0, height, band_rows):
-        y1 = min(height, y0 + band_rows)
+    height, width = sample.shape[-2:]
+    first, last = (0, height) if rows is None else rows
+    band_rows = band_rows_for(width, band_pixels)
+    steps = torch.empty((2, last - first, width), dtype=torch.float32, device=sample.device)
+    precisions = torch.empty((3, last - first, width), dtype=torch.float32, device=sample.device)
+    for y0 in range(first, last, band_rows):
+        y1 = min(last, y0 + band_rows)
         lo, hi = max(0, y0 - halo), min(height, y1 + halo)
         sums = gaussian_blur(fit_products(reference, sample, displacement, lo, hi, scale), kernel)[0, :, y0 - lo : y1 - lo]
         m00, m01, m02, m11, m12, m22, v0, v1, v2 = sums
@@ -105,24 +144,34 @@ def linearised_fit(reference: torch.Tensor, sample: torch.Tensor, displacement: 
         a_safe = torch.where(a > 0, a, torch.ones_like(a))
         step = torch.stack([b1 / a_safe, b2 / a_safe])
         valid = (m00 > 0) & (det > 1e-12 * trace * trace) & (a > 0) & (step.abs().amax(0) <= MAX_STEP_PX)
-        steps.append(torch.where(valid, step, torch.zeros_like(step)))
-        precisions.append(torch.stack([h11, h12, h22]) * (a_safe * a_safe * valid))
-    return torch.cat(steps, 1), torch.cat(precisions, 1)
+        steps[:, y0 - first : y1 - first] = torch.where(valid, step, torch.zeros_like(step))
+        precisions[:, y0 - first : y1 - first] = torch.stack([h11, h12, h22]) * (a_safe * a_safe * valid)
+    return steps, precisions
 
 
 def residual_variance(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, scale: float,
-                      sigma: float = NOISE_WINDOW, border: int = 8) -> float:
+                      sigma: float = NOISE_WINDOW, border: int = 8, band_pixels: int = FIT_BAND_PIXELS) -> float:
     """The variance of ``sample - a * reference(r - d)`` (``a`` the local transmission, a
     Gaussian window of ``sigma`` px; both images ``/ scale``), from the median of its square
-    (robust to the few pixels the field misses), ``border`` px dropped on every side."""
+    (robust to the few pixels the field misses), ``border`` px dropped on every side; formed
+    ``band_pixels`` pixels at a time (one float32 map of the frame held)."""
     height, width = sample.shape[-2:]
-    r = read_reference(reference, pixel_grid(height, width, sample.device, displacement.dtype) - displacement, scale)
-    s = sample.to(torch.float32) / scale
-    sums = gaussian_blur(torch.cat([r * s, r * r], 1), gaussian_kernel(sigma, sample.device, torch.float32))
-    rho = s - sums[:, :1] / sums[:, 1:].clamp_min(1e-12) * r
+    band_rows = band_rows_for(width, band_pixels)
+    kernel = gaussian_kernel(sigma, sample.device, torch.float32)
+    halo = (kernel.numel() - 1) // 2
+    square = torch.empty((height, width), dtype=torch.float32, device=sample.device)
+    for y0 in range(0, height, band_rows):
+        y1 = min(height, y0 + band_rows)
+        lo, hi = max(0, y0 - halo), min(height, y1 + halo)
+        source = pixel_grid(hi - lo, width, sample.device, displacement.dtype)
+        source[:, 1] += lo
+        r = read_reference(reference, source - displacement[..., lo:hi, :], scale)
+        s = sample[..., lo:hi, :].to(torch.float32) / scale
+        sums = gaussian_blur(torch.cat([r * s, r * r], 1), kernel)
+        rho = (s - sums[:, :1] / sums[:, 1:].clamp_min(1e-12) * r)[0, 0, y0 - lo : y1 - lo]
+        torch.mul(rho, rho, out=square[y0:y1])
     b = border if min(height, width) > 4 * border else 0
-    rho = rho[0, 0, b : height - b, b : width - b]
-    return float((rho * rho).median()) / 0.4549  # the median of a chi-square of one degree of freedom
+    return float(square[b : height - b, b : width - b].median()) / 0.4549  # the median of a chi-square of 1 dof
 
 
 def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, iterations: int = INNER,
@@ -173,9 +222,71 @@ def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, itera
     return u
 
 
+def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, field: torch.Tensor, weight: float,
+            scale: float, variance: float | None = None, band_pixels: int = TV_BAND_PIXELS) -> float | None:
+    """One linearisation: ``field = start + argmin_u ...`` (the module docstring), linearised at
+    ``field``, solved in bands of rows with :data:`INNER` + 1 rows of halo on each side.  An
+    iteration of the solver reaches one row further, so a band's rows are those of one
+    whole-frame solve (the halo's false edge never reaches them); ``field`` is written band by
+    band, each band's last rows only after the next band has read them.
+
+    Args:
+        reference, sample: ``(1, 1, H, W)``; ``scale`` divides both.
+        start: ``(2, H, W)`` the field before the refinement; field ``(2, H, W)`` (another tensor).
+        weight: the total variation's weight (> 0), relative to ``norm``, the fit's median trace
+            of precision (on a frame larger than :data:`WHOLE_FIT_PIXELS`, from a first pass of
+            the fit).
+        variance: the residual's (:func:`residual_variance`): the weight is then at least
+            :data:`NOISE_SCALE` ``* variance / norm``.
+    Returns:
+        The weight used, or None (``field`` unchanged) where ``norm`` is not positive: no
+        texture anywhere.
+    """
+    height, width = field.shape[-2:]
+    halo = INNER + 1
+    reach = halo + fit_reach()  # rows of ``field`` that a band reads beyond its own
+    band_rows = max(band_rows_for(width, band_pixels), reach)
+    whole = None
+    if height * width <= WHOLE_FIT_PIXELS:  # the frame's fit held: the solve's bands slice it
+        whole = linearised_fit(reference, sample, field[None], WINDOW_SIGMA, scale)
+        norm = float((whole[1][0] + whole[1][2]).median())
+    else:  # a large frame: its fit formed twice, band by band, for the norm and for the solve
+        trace = torch.empty((height, width), dtype=torch.float32, device=field.device)
+        for y0 in range(0, height, band_rows):
+            y1 = min(height, y0 + band_rows)
+            precision = linearised_fit(reference, sample, field[None], WINDOW_SIGMA, scale, rows=(y0, y1))[1]
+            torch.add(precision[0], precision[2], out=trace[y0:y1])
+            del precision
+        norm = float(trace.median())
+        del trace
+    if not norm > 0:
+        return None
+    if variance is not None:
+        weight = max(weight, NOISE_SCALE * variance / norm)
+    pending = None
+    for y0 in range(0, height, band_rows):
+        y1 = min(height, y0 + band_rows)
+        lo, hi = max(0, y0 - halo), min(height, y1 + halo)
+        e, precision = (whole[0][:, lo:hi], whole[1][:, lo:hi]) if whole is not None else \
+            linearised_fit(reference, sample, field[None], WINDOW_SIGMA, scale, rows=(lo, hi))
+        correction = field[:, lo:hi] - start[:, lo:hi]
+        if pending is not None:  # the previous band's last rows: read, now written
+            field[:, pending[0] : y0] = pending[1]
+        target = e + correction
+        precision = precision / norm
+        del e
+        u = tv_solve(target, precision, weight, INNER, init=correction)
+        split = y1 if y1 == height else y1 - reach
+        torch.add(start[:, y0:split], u[:, y0 - lo : split - lo], out=field[:, y0:split])
+        pending = (split, start[:, split:y1] + u[:, split - lo : y1 - lo])
+    return weight
+
+
 def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None) -> np.ndarray:
     """The refinement of the module docstring on ``field``, a C-contiguous float32 ``(2, H, W)``
-    array (dx, dy), updated **in place** and returned.
+    array (dx, dy), updated **in place** and returned.  Besides the images and the field it
+    holds the starting field and one float32 map of the frame, and one band's fit and solver
+    (:data:`TV_BAND_PIXELS`).
 
     Args:
         reference, sample: ``(H, W)`` intensity images (any common scale, positive mean).
@@ -191,24 +302,23 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
         return field
     device = torch.device("cpu") if device is None else torch.device(device)
 
-    def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(1, -1, *shape).to(device)
+    def tensor(a):  # (1, C, H, W) on the device; no copy of a float32 or float64 CPU frame
+        a = np.asarray(a)
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=None if a.dtype in (np.float32, np.float64) else np.float32))
+        return t.reshape(1, -1, *shape).to(device)
 
     with torch.no_grad():
         r, s = tensor(reference), tensor(sample)
-        start = tensor(field)[0]
-        d = start.clone()
+        d = tensor(field)[0]  # the field itself on the CPU
+        start = d.clone()
         variance = residual_variance(r, s, start[None], scale)
         for step in range(OUTER):
-            e, precision = linearised_fit(r, s, d[None], WINDOW_SIGMA, scale)
-            norm = float((precision[0] + precision[2]).median())
-            if not norm > 0:  # no texture anywhere: nothing to fit
+            # the first: the noise relative to the speckle's gradient energy sets the least weight
+            weight = tv_pass(r, s, start, d, weight, scale, variance if step == 0 else None)
+            if weight is None:  # no texture anywhere: nothing to fit
                 break
-            if step == 0:  # the noise relative to the speckle's gradient energy sets the least weight
-                weight = max(weight, NOISE_SCALE * variance / norm)
-            correction = d - start
-            d = start + tv_solve(correction + e, precision / norm, weight, INNER, init=correction)
-        field[...] = d.cpu().numpy()
+        if d.data_ptr() != torch.from_numpy(field).data_ptr():  # another device
+            field[...] = d.cpu().numpy()
     return field
 
 

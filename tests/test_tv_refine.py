@@ -9,7 +9,8 @@ from scipy import ndimage
 from spinnet_lite import reconstruct, simulate_pair
 from spinnet_lite.lucas_kanade import lk_refine
 from spinnet_lite.model.warp import warp
-from spinnet_lite.tv_refine import DEFAULT_WEIGHT, check_tv, refine_field_tv, tv_refine, tv_solve
+from spinnet_lite.tv_refine import (DEFAULT_WEIGHT, check_tv, refine_field_tv, residual_variance, resolve_tv, tv_refine,
+                                   tv_pass, tv_solve)
 
 N = 128
 INNER = (slice(12, -12), slice(12, -12))
@@ -118,19 +119,62 @@ def test_weights_and_errors():
         refine_field_tv(ref, ref, field.astype(np.float64))
 
 
+def test_bands_equal_one_solve():
+    """A pass in bands of rows (each with a halo of the solver's iterations + 1 rows, each band's
+    last rows written after the next band read them) gives the field of one whole-frame pass, and
+    the banded noise estimate that of one band; a halo much shorter than the iterations' reach
+    does not (the test can see a wrong halo)."""
+    ref = speckle((300, 64)).astype(np.float32)
+    yy = np.arange(300, dtype=np.float32)[:, None]
+    dx = np.broadcast_to(np.where(yy < 150, 0.3, 1.2) + 0.002 * yy, (300, 64)).astype(np.float32)
+    sam = moved(ref, dx, 0 * dx, 0.9).astype(np.float32)
+    r, s = torch.from_numpy(ref)[None, None], torch.from_numpy(sam)[None, None]
+    start = torch.from_numpy(np.stack([ndimage.uniform_filter(dx, 9), np.zeros_like(dx)]))
+    fields = []
+    for band_pixels in (64 * 64, 10**9):  # 64-row bands (5 of them), and one
+        field = start.clone()
+        for variance in (1e-4, None):
+            weight = tv_pass(r, s, start, field, 0.05, 1.0, variance, band_pixels=band_pixels)
+        fields.append(field)
+    assert torch.equal(fields[0], fields[1]) and not torch.equal(fields[0], start)
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn((2, 150, 40), generator=g).cumsum(1) * 0.05
+    a = torch.randn((2, 150, 40), generator=g)
+    precision = torch.stack([a[0] ** 2 + 0.1, 0.3 * a[0] * a[1], a[1] ** 2 + 0.1])
+    whole = tv_solve(target, precision, 0.3, 20)
+    for halo, same in ((21, True), (5, False)):  # 20 iterations reach at most 20 rows
+        band = tv_solve(target[:, 40 - halo : 80 + halo], precision[:, 40 - halo : 80 + halo], 0.3, 20)
+        assert torch.equal(band[:, halo:-halo], whole[:, 40:80]) == same
+    d = torch.zeros((1, 2, 300, 64))
+    d[:, 0] = torch.from_numpy(dx)
+    noisy = s + 0.01 * torch.randn(s.shape, generator=g)
+    banded, one = (residual_variance(r, noisy, d, 1.0, band_pixels=p) for p in (64 * 24, 10**9))
+    assert banded == pytest.approx(one, rel=1e-5) and banded == pytest.approx(1e-4, rel=0.3)
+
+
 def test_reconstruct_option():
-    """reconstruct(..., tv=True) runs the refinement after the Lucas-Kanade step (the answer
-    changes, stays finite); a bad value is refused with the option's name."""
+    """reconstruct's default ``tv="auto"`` runs the refinement after the Lucas-Kanade step (the
+    answer of ``tv=True``, not that of ``tv=False``) and not after the network alone
+    (``lk_sigma=0``); a bad value is refused with the option's name."""
     pair = simulate_pair(size=N, seed=5, phantom="quadratic", aperture=0.6)
-    base = reconstruct(pair.reference, pair.sample)
+    default = reconstruct(pair.reference, pair.sample)
+    off = reconstruct(pair.reference, pair.sample, tv=False)
     sharp = reconstruct(pair.reference, pair.sample, tv=True)
-    assert np.isfinite(sharp.dx.values).all() and not np.allclose(sharp.dx.values, base.dx.values)
-    with pytest.raises(ValueError, match="tv"):
-        reconstruct(pair.reference, pair.sample, tv="on")
+    assert np.isfinite(sharp.dx.values).all() and not np.allclose(sharp.dx.values, off.dx.values)
+    np.testing.assert_array_equal(default.dx.values, sharp.dx.values)
+    alone = reconstruct(pair.reference, pair.sample, lk_sigma=0)
+    np.testing.assert_array_equal(alone.dx.values, reconstruct(pair.reference, pair.sample, lk_sigma=0, tv=False).dx.values)
+    assert not np.allclose(alone.dx.values, reconstruct(pair.reference, pair.sample, lk_sigma=0, tv=True).dx.values)
+    for bad in ("on", "Auto", -1):
+        with pytest.raises(ValueError, match="tv"):
+            reconstruct(pair.reference, pair.sample, tv=bad)
+    assert resolve_tv("auto", 6.0) == DEFAULT_WEIGHT and resolve_tv("auto", 0.0) == 0.0
+    assert resolve_tv(False, 6.0) == 0.0 and resolve_tv(0.2, 0.0) == 0.2
 
 
 def test_command_line(tmp_path):
-    """``--tv`` (alone: the default weight) gives reconstruct(tv=True); a bad weight and XST are refused."""
+    """No ``--tv`` gives reconstruct's default (the refinement on), ``--tv 0`` turns it off, ``--tv``
+    alone turns it on after the network alone; a bad weight and XST are refused."""
     import xarray as xr
 
     from spinnet_lite.cli import main
@@ -140,9 +184,15 @@ def test_command_line(tmp_path):
     np.save(tmp_path / "ref.npy", ref)
     np.save(tmp_path / "sam.npy", sam)
     paths = [str(tmp_path / "ref.npy"), str(tmp_path / "sam.npy")]
-    assert main(["reconstruct", *paths, "-o", str(tmp_path / "tv.nc"), "--tv"]) == 0
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "tv.nc")]) == 0
     with xr.open_dataset(tmp_path / "tv.nc") as ds:
         np.testing.assert_allclose(ds.dx.values, reconstruct(ref, sam, tv=True)["dx"].values, atol=1e-5)
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "off.nc"), "--tv", "0"]) == 0
+    with xr.open_dataset(tmp_path / "off.nc") as ds:
+        np.testing.assert_allclose(ds.dx.values, reconstruct(ref, sam, tv=False)["dx"].values, atol=1e-5)
+    assert main(["reconstruct", *paths, "-o", str(tmp_path / "on.nc"), "--lk-sigma", "0", "--tv"]) == 0
+    with xr.open_dataset(tmp_path / "on.nc") as ds:
+        np.testing.assert_allclose(ds.dx.values, reconstruct(ref, sam, lk_sigma=0, tv=True)["dx"].values, atol=1e-5)
     assert main(["reconstruct", *paths, "-o", str(tmp_path / "x.nc"), "--method", "xst", "--tv", "0.1"]) == 2
     assert main(["reconstruct", *paths, "-o", str(tmp_path / "y.nc"), "--tv", "-1"]) == 2
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "y.nc").exists()

@@ -50,7 +50,8 @@ def main(argv=None) -> None:
     p.add_argument("--visibility", type=float, default=0.06, help="rms contrast of the reference (default 0.06)")
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12], help="simulator seeds of the references")
     p.add_argument("--lk-sigma", type=float, help="SPINNet's Lucas-Kanade window, px (default reconstruct's; 0: off)")
-    p.add_argument("--tv", action="store_true", help="SPINNet with the total-variation refinement (reconstruct's tv=True)")
+    p.add_argument("--no-tv", action="store_true",
+                   help="SPINNet without the total-variation refinement (reconstruct's tv=False; default: reconstruct's)")
     args = p.parse_args(argv)
     if not 0.5 <= args.grain <= 64 or not 0 < args.visibility < 1:
         p.error("--grain must be 0.5-64 px and --visibility in (0, 1)")
@@ -62,8 +63,8 @@ def main(argv=None) -> None:
     spinnet_options = {}
     if args.lk_sigma is not None:
         spinnet_options["lk_sigma"] = args.lk_sigma
-    if args.tv:
-        spinnet_options["tv"] = True
+    if args.no_tv:
+        spinnet_options["tv"] = False
     rng = np.random.default_rng(5)
     size = args.size
     print(f"# diffuser grain {args.grain:g} px, visibility {args.visibility:g}, {size} px")
