@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 export TQDM_DISABLE ?= 1
 
-.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 gpu-lite4 cpu-lite8 rim-lite clean
+.PHONY: setup run test test-fast benchmark evaluate train-lite finetune-lite continue-lite subpixel-lite gpu-lite cpu-lite cpu-lite2 cpu-lite3 gpu-lite2 gpu-lite3 cpu-lite4 cpu-lite5 cpu-lite6 cpu-lite7 gpu-lite4 cpu-lite8 rim-lite rim-lite2 clean
 
 setup: $(VENV)/.installed
 
@@ -139,7 +139,7 @@ cpu-lite8: setup
 	$(PY) -m spinnet_lite train --preset lite-cpu3 --init-from spinnet_lite/weights/lite.pt --out runs/exp-eps01 --minutes 90 --seed 14 --loss-eps 0.01 --threads 1 --no-progress
 	$(PY) tools/bundle_weights.py runs/exp-eps01 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
-# Seventeenth segment (the bundled weights; sessions 21-22), on the corrected simulator: the
+# Seventeenth segment (sessions 21-22), on the corrected simulator: the
 # sixteenth's weights, lite-rim-cpu (seed 21) for 70 minutes on this CPU, then lite-rim-gpu
 # (seed 22) for 6.5 minutes on a GPU (on a lent H100 there: `PRESET=lite-rim-gpu EXTRA="--seed 22"
 # bash tools/gpu_segment.sh 6.5 runs/psf-cpu21/model.pt`), then bundle with both runs' records.
@@ -147,6 +147,13 @@ rim-lite: setup
 	$(PY) -m spinnet_lite train --preset lite-rim-cpu --seed 21 --init-from spinnet_lite/weights/lite.pt --out runs/psf-cpu21 --minutes 70 --threads 2 --no-progress
 	$(PY) -m spinnet_lite train --preset lite-rim-gpu --seed 22 --init-from runs/psf-cpu21/model.pt --out runs/psf-gpu22 --minutes 6.5 --no-progress
 	$(PY) tools/bundle_weights.py runs/psf-gpu22 --previous spinnet_lite/weights/lite.json --previous runs/psf-cpu21/record.json --operating-range --overwrite
+
+# Eighteenth segment (the bundled weights; session 23): the seventeenth's weights, lite-rim-gpu
+# (seed 24) for 8 minutes on a GPU (on a lent H200 there: `PRESET=lite-rim-gpu LIMIT_S=560
+# EXTRA="--seed 24" bash tools/gpu_segment.sh 8`), then bundle.
+rim-lite2: setup
+	$(PY) -m spinnet_lite train --preset lite-rim-gpu --seed 24 --init-from spinnet_lite/weights/lite.pt --out runs/rim-gpu23 --minutes 8 --no-progress
+	$(PY) tools/bundle_weights.py runs/rim-gpu23 --previous spinnet_lite/weights/lite.json --operating-range --overwrite
 
 clean:
 	rm -rf output .pytest_cache

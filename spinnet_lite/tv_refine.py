@@ -188,7 +188,8 @@ def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, itera
     """
     u = (target if init is None else init).clone()
     u_bar = u.clone()
-    px, py = torch.zeros_like(u), torch.zeros_like(u)  # the dual: stays 0 on the last column / row
+    dual = torch.zeros((2, *u.shape), dtype=u.dtype, device=u.device)  # (x, y) differences: 0 on the last column / row
+    px, py = dual
     tau = 0.25
     sigma = 1.0 / (8.0 * tau)  # tau * sigma * |grad|^2 <= 1 (|grad|^2 <= 8)
     p11, p12, p22 = 2 * tau * precision
@@ -197,28 +198,29 @@ def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, itera
     i11, i12, i22 = a22 / det, -p12 / det, a11 / det  # (2 tau P + I)^-1, per pixel
     pt1, pt2 = p11 * target[0] + p12 * target[1], p12 * target[0] + p22 * target[1]
     c1, c2 = i11 * pt1 + i12 * pt2, i12 * pt1 + i22 * pt2
-    div, square, norm = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u[:1])
+    div, v, square, new = (torch.empty_like(u) for _ in range(4))
+    norm = torch.empty_like(u[0])
+    dx_bar, dy_bar = torch.empty_like(u[..., :, 1:]), torch.empty_like(u[..., 1:, :])
     for _ in range(int(iterations)):
         # dual ascent along the forward differences, then the projection onto |p| <= weight
-        px[..., :, :-1].add_(u_bar[..., :, 1:] - u_bar[..., :, :-1], alpha=sigma)
-        py[..., :-1, :].add_(u_bar[..., 1:, :] - u_bar[..., :-1, :], alpha=sigma)
+        torch.sub(u_bar[..., :, 1:], u_bar[..., :, :-1], out=dx_bar)
+        px[..., :, :-1].add_(dx_bar, alpha=sigma)
+        torch.sub(u_bar[..., 1:, :], u_bar[..., :-1, :], out=dy_bar)
+        py[..., :-1, :].add_(dy_bar, alpha=sigma)
         torch.mul(px, px, out=square).addcmul_(py, py)
-        torch.sum(square, 0, keepdim=True, out=norm)
-        norm.sqrt_().div_(weight).clamp_min_(1.0)
-        px.div_(norm)
-        py.div_(norm)
+        torch.add(square[0], square[1], out=norm)
+        dual.div_(norm.sqrt_().div_(weight).clamp_min_(1.0))
         # the divergence (the differences' negative adjoint), then the data term's proximal step:
         # (2 tau P + I) u = u + tau div p + 2 tau P target, per pixel
         div.copy_(px)
         div[..., :, 1:].sub_(px[..., :, :-1])
         div.add_(py)
         div[..., 1:, :].sub_(py[..., :-1, :])
-        v = u.add(div, alpha=tau)
-        new = torch.empty_like(u)
+        torch.add(u, div, alpha=tau, out=v)
         torch.addcmul(c1, i11, v[0], out=new[0]).addcmul_(i12, v[1])
         torch.addcmul(c2, i12, v[0], out=new[1]).addcmul_(i22, v[1])
-        torch.sub(new.mul(2), u, out=u_bar)
-        u = new
+        torch.sub(new, u, out=u_bar).add_(new)
+        u, new = new, u  # the old u's memory takes the next iterate
     return u
 
 
@@ -226,7 +228,7 @@ def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, 
             scale: float, variance: float | None = None, band_pixels: int = TV_BAND_PIXELS) -> float | None:
     """One linearisation: ``field = start + argmin_u ...`` (the module docstring), linearised at
     ``field``, solved in bands of rows with :data:`INNER` + 1 rows of halo on each side.  An
-    iteration of the solver reaches one row further, so a band's rows are those of one
+    iteration of the solver reaches at most one row further, so a band's rows are those of one
     whole-frame solve (the halo's false edge never reaches them); ``field`` is written band by
     band, each band's last rows only after the next band has read them.
 
@@ -285,8 +287,8 @@ def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, 
 def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None) -> np.ndarray:
     """The refinement of the module docstring on ``field``, a C-contiguous float32 ``(2, H, W)``
     array (dx, dy), updated **in place** and returned.  Besides the images and the field it
-    holds the starting field and one float32 map of the frame, and one band's fit and solver
-    (:data:`TV_BAND_PIXELS`).
+    holds the starting field, the fit of a frame up to :data:`WHOLE_FIT_PIXELS` (5 float32 maps;
+    of a larger one a single map), and one band's fit and solver (:data:`TV_BAND_PIXELS`).
 
     Args:
         reference, sample: ``(H, W)`` intensity images (any common scale, positive mean).
