@@ -617,9 +617,9 @@ lesson.record(lucas_kanade_errors_px=lk_errors)
 
 # %% [markdown]
 # On the 24 held-out pairs (the bundled weights, `benchmarks/evaluate.py`) the step takes the
-# median error from 0.0305 to 0.0208 px and the pairs below the seed's 1 % Eq. 4 from 13 to 17;
-# `tv=True` after it gives 0.0179 px and 21 of 24 (README, "Results"; the seventeenth bundle,
-# session 22).
+# median error from 0.0298 to 0.0203 px and the pairs below the seed's 1 % Eq. 4 from 13 to 17;
+# the total-variation refinement after it (the default) gives 0.0178 px and 21 of 24, the four
+# lens pairs among them (README, "Results"; the eighteenth bundle, session 23).
 #
 # ## 7 · Parameter counts: `full` and `lite`
 #
