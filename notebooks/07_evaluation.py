@@ -370,7 +370,7 @@ ax.set(xlabel="seconds per pair (median)",
 lesson.savefig(fig, "speed.png")
 
 # %% [markdown]
-# ## 6 · Accuracy for time: mirror images, passes of the finest level, the Lucas-Kanade step
+# ## 6 · Accuracy for time: mirror images, passes of the finest level, the refinements after the network
 #
 # The training pairs are as likely as their mirror images, but the network is not exactly
 # symmetric: a pair and its mirror image give slightly different answers, and their errors are
@@ -431,7 +431,7 @@ display(iteration_table.round(4))
 # edge-preserving refinement (`spinnet_lite/tv_refine.py`, on by default, `tv=False` turns it
 # off): a fit in a 1.5 px window whose correction to the answer pays for its total variation,
 # so it sharpens the steps of a field (a lens rim, a contour's edge) that the network and the
-# 6 px window smooth, for about 1.6 times the time. All three on the same pairs:
+# 6 px window smooth, for about 1.8 times the time. All three on the same pairs:
 
 # %%
 lk_rows = [{"after the network": label, **option_row(options)[1]}

@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "corrects the slowly varying part of the displacement (default 6); 0: the network alone")
     p.add_argument("--tv", type=_tv_weight, nargs="?", const=True, metavar="WEIGHT",
                    help="SPINNet: weight (0-10) of the edge-preserving refinement after the Lucas-Kanade step "
-                        "(total variation of the correction), which sharpens steps such as lens rims, for ~1.6x the "
+                        "(total variation of the correction), which sharpens steps such as lens rims, for ~1.8x the "
                         "time; default 0.05 with the Lucas-Kanade step, off with --lk-sigma 0; --tv 0: off; --tv "
                         "alone: 0.05 even with --lk-sigma 0")
     _add_geometry_args(p, " (all three give the phase; all three or none)")

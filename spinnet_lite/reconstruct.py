@@ -138,7 +138,7 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
             :mod:`spinnet_lite.lucas_kanade`; 0 or None: the network alone),
             ``lk_iterations`` (those steps, default 2) and ``tv`` (default ``"auto"``: after
             the steps, an edge-preserving refinement whose correction pays for its total
-            variation, sharper at steps of the field such as lens rims, ~1.6x the time at
+            variation, sharper at steps of the field such as lens rims, ~1.8x the time at
             512 px, :mod:`spinnet_lite.tv_refine`; off with ``lk_sigma=0``; False or 0: off;
             True or a weight of 0-10: on).
 

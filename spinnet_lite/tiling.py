@@ -264,7 +264,7 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
             to the answer so far penalised, which sharpens steps of the field (lens rims, contour
             edges) that the network and the 6 px Lucas-Kanade window smooth. On the held-out set
             it puts 21 instead of 17 of 24 pairs below 1 % Eq. 4 (the four lens pairs among
-            them), for ~1.6x the time at 512 px.
+            them), for ~1.8x the time at 512 px.
 
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
@@ -389,7 +389,7 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
         if lk_sigma:
             refine_field(ref, sam, field, lk_sigma, lk_iterations, device=device)
         if tv:
-            refine_field_tv(ref, sam, field, tv, device=device)
+            refine_field_tv(ref, sam, field, tv, device=device, symmetries=symmetries)
         out["dx"], out["dy"] = field[0], field[1]
     out["offset"] = tuple(int(v) for v in offset)
     out["passes"] = int(passes)

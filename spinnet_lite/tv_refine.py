@@ -22,13 +22,15 @@ window does not pass the noise on; a very large weight leaves a uniform correcti
 
 This is a deviation from the seed (notebook 03), on by default after the Lucas-Kanade step
 (``tv="auto"`` in :func:`spinnet_lite.reconstruct`; ``tv=False`` turns it off, ``tv=True`` gives
-:data:`DEFAULT_WEIGHT` even after the network alone). On this project's CPU it costs ~1.6x the
+:data:`DEFAULT_WEIGHT` even after the network alone). On this project's CPU it costs ~1.8x the
 time of a reconstruction without it at 512 px. It is solved in bands of rows, each with a halo
 as deep as the solver's iterations reach, which gives the whole-frame solution: besides the
 images and the field it holds the starting field, the fit of a frame up to
 :data:`WHOLE_FIT_PIXELS` (larger frames form it band by band, twice) and one band's solver, so
 it does not raise the peak memory of a reconstruction (a 4096 x 4096 frame: 1.66 GB with it,
-1.67 GB without, measured).
+1.67 GB without, measured). Where the speckle is not exactly a moved copy of the reference (a
+full-wave simulation of the seed's lens) the small window follows some of the difference: there
+it adds fine-scale error (README, *The eighteenth bundle*); ``tv=False`` avoids it.
 
 Shapes: images ``(H, W)``; displacements in pixels, forward-model sign (``sample(y, x) =
 T reference(y - dy, x - dx)``).
@@ -174,10 +176,20 @@ def residual_variance(reference: torch.Tensor, sample: torch.Tensor, displacemen
     return float(square[b : height - b, b : width - b].median()) / 0.4549  # the median of a chi-square of 1 dof
 
 
+#: The mirrors of the total variation's forward differences, in the order of
+#: :data:`spinnet_lite.tiling.SYMMETRIES` (none; in x; in y; in both): the dims of ``(2, H, W)``
+#: flipped. A transpose maps the forward differences onto themselves, so four cover all eight.
+FLIPS = ((), (-1,), (-2,), (-2, -1))
+
+
 def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, iterations: int = INNER,
-             init: torch.Tensor | None = None) -> torch.Tensor:
+             init: torch.Tensor | None = None, flips: tuple = ((),)) -> torch.Tensor:
     """``argmin_u sum (u - target)^T P (u - target) + weight * sum |grad u|`` (vectorial
-    isotropic total variation) by Chambolle-Pock, ``iterations`` steps from ``init``.
+    isotropic total variation of forward differences) by Chambolle-Pock, ``iterations`` steps
+    from ``init``; with several ``flips`` (entries of :data:`FLIPS`), the average of the solves of
+    the problem seen in those mirrors (backward differences in x, in y, in both), each mapped back.
+    The forward differences are not mirror-symmetric; the average over ``FLIPS[:2]`` is
+    symmetric under the mirror in x, over all four under every mirror and transpose.
 
     Args:
         target: ``(2, H, W)``.
@@ -186,6 +198,14 @@ def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, itera
     Returns:
         ``u`` ``(2, H, W)``.
     """
+    if tuple(flips) != ((),):
+        total = torch.zeros_like(target)
+        for dims in flips:
+            def seen(a):
+                return a.flip(dims) if dims else a
+            total += seen(tv_solve(seen(target), seen(precision), weight, iterations,
+                                   None if init is None else seen(init)))
+        return total.div_(len(flips))
     u = (target if init is None else init).clone()
     u_bar = u.clone()
     dual = torch.zeros((2, *u.shape), dtype=u.dtype, device=u.device)  # (x, y) differences: 0 on the last column / row
@@ -225,7 +245,8 @@ def tv_solve(target: torch.Tensor, precision: torch.Tensor, weight: float, itera
 
 
 def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, field: torch.Tensor, weight: float,
-            scale: float, variance: float | None = None, band_pixels: int = TV_BAND_PIXELS) -> float | None:
+            scale: float, variance: float | None = None, band_pixels: int = TV_BAND_PIXELS,
+            flips: tuple = ((),)) -> float | None:
     """One linearisation: ``field = start + argmin_u ...`` (the module docstring), linearised at
     ``field``, solved in bands of rows with :data:`INNER` + 1 rows of halo on each side.  An
     iteration of the solver reaches at most one row further, so a band's rows are those of one
@@ -240,6 +261,7 @@ def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, 
             the fit).
         variance: the residual's (:func:`residual_variance`): the weight is then at least
             :data:`NOISE_SCALE` ``* variance / norm``.
+        flips: the solver's mirrors (:func:`tv_solve`).
     Returns:
         The weight used, or None (``field`` unchanged) where ``norm`` is not positive: no
         texture anywhere.
@@ -277,14 +299,15 @@ def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, 
         target = e + correction
         precision = precision / norm
         del e
-        u = tv_solve(target, precision, weight, INNER, init=correction)
+        u = tv_solve(target, precision, weight, INNER, init=correction, flips=flips)
         split = y1 if y1 == height else y1 - reach
         torch.add(start[:, y0:split], u[:, y0 - lo : split - lo], out=field[:, y0:split])
         pending = (split, start[:, split:y1] + u[:, split - lo : y1 - lo])
     return weight
 
 
-def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None) -> np.ndarray:
+def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None,
+                    symmetries: int = 1) -> np.ndarray:
     """The refinement of the module docstring on ``field``, a C-contiguous float32 ``(2, H, W)``
     array (dx, dy), updated **in place** and returned.  Besides the images and the field it
     holds the starting field, the fit of a frame up to :data:`WHOLE_FIT_PIXELS` (5 float32 maps;
@@ -294,10 +317,17 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
         reference, sample: ``(H, W)`` intensity images (any common scale, positive mean).
         weight: the total variation's weight (see :func:`check_tv`); 0 leaves the field as it is.
         device: torch device (default CPU).
+        symmetries: 1, 2, 4 or 8 (``reconstruct``'s): the solver averaged over the mirrors of
+            its differences that the first ``symmetries`` mirror images of the pair make
+            (:data:`FLIPS`; 2: x, 4 and 8: all four), so a field symmetric under those mirrors
+            stays so; each mirror costs one more solve.
     Raises:
         ValueError: a bad weight, images and field of different shapes, a reference whose mean
-            is not positive.
+            is not positive, ``symmetries`` not 1, 2, 4 or 8.
     """
+    if symmetries not in (1, 2, 4, 8) or isinstance(symmetries, bool):
+        raise ValueError(f"tv_refine: symmetries must be 1, 2, 4 or 8, got {symmetries!r}")
+    flips = FLIPS[: min(int(symmetries), len(FLIPS))]
     weight = check_tv(weight, "tv_refine: weight")
     shape, scale = check_field_inputs(reference, sample, field, "tv_refine")
     if weight == 0.0:
@@ -316,7 +346,7 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
         variance = residual_variance(r, s, start[None], scale)
         for step in range(OUTER):
             # the first: the noise relative to the speckle's gradient energy sets the least weight
-            weight = tv_pass(r, s, start, d, weight, scale, variance if step == 0 else None)
+            weight = tv_pass(r, s, start, d, weight, scale, variance if step == 0 else None, flips=flips)
             if weight is None:  # no texture anywhere: nothing to fit
                 break
         if d.data_ptr() != torch.from_numpy(field).data_ptr():  # another device

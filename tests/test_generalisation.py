@@ -224,7 +224,9 @@ class TestSymmetries:
             r = reconstruct(mirror_image(ref, *mirror), mirror_image(sam, *mirror), model=model, symmetries=count)
             back = unmirror_fields({k: r[k].values for k in ("dx", "dy", "transmission")}, *mirror)
             for got, name in zip(back, ("dx", "dy", "transmission")):
-                np.testing.assert_allclose(got, base[name].values, atol=2e-5, err_msg=f"{mirror} {name}")
+                # float32 rounding through the refinement's iterative solve reaches ~2e-5 px at a
+                # corner; without its mirrored solves (tv_refine.FLIPS) the answers differ by 0.04 px
+                np.testing.assert_allclose(got, base[name].values, atol=1e-4, err_msg=f"{mirror} {name}")
         # the network alone is not mirror-symmetric: the average is a different answer
         assert float(np.abs(base.dx.values - plain.dx.values).max()) > 1e-3
 
