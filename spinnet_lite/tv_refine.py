@@ -58,7 +58,7 @@ OUTER = 2
 INNER = 50
 #: Pixels of the fit (and of the noise estimate) formed at a time (memory: ~50 float32 maps of a band).
 FIT_BAND_PIXELS = 2**18
-#: Frames of at most this many pixels hold their whole fit (5 float32 maps; ~170 MB at 2112 x
+#: Frames of at most this many pixels hold their whole fit (5 float32 maps; ~90 MB at 2112 x
 #: 2112); larger ones form it twice, band by band (a 4096 px frame: ~2x the fit's time).
 WHOLE_FIT_PIXELS = 2**23
 #: Pixels of the total-variation solve at a time, without its halo (memory: ~25 float32 maps of
