@@ -148,9 +148,10 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         XST), each with ``units`` and ``long_name``. Coordinates: those of DataArray inputs,
         else micrometres with a geometry, else pixels (``units="px"``). ``attrs``: ``method``,
         ``options``, ``integration``, ``elapsed_s``, the geometry (``geometry_*``) and, for
-        ``"spinnet"``, ``global_offset_px`` (the ``(dy, dx)`` taken out first, or ``(0, 0)``)
-        and ``passes`` (network passes made); ``outliers_replaced`` (reference, sample) and
-        ``outlier_threshold`` (``"off"`` with ``outliers=None``).
+        ``"spinnet"``, ``global_offset_px`` (the ``(dy, dx)`` taken out first, or ``(0, 0)``),
+        ``passes`` (network passes made) and ``tv_weight`` (the total-variation refinement's
+        weight used, raised where the noise is large; 0: off); ``outliers_replaced``
+        (reference, sample) and ``outlier_threshold`` (``"off"`` with ``outliers=None``).
 
     Raises:
         ValueError: mismatched shapes, not 2-D, smaller than 64 px, NaN/inf, constant images,
@@ -218,6 +219,8 @@ def reconstruct(reference, sample, method: str = "spinnet", model=None, geometry
         ds.attrs["global_offset_px"] = [int(v) for v in result["offset"]]
     if "passes" in result:
         ds.attrs["passes"] = int(result["passes"])
+    if "tv_weight" in result:
+        ds.attrs["tv_weight"] = float(result["tv_weight"])
     if geometry is not None:
         ds.attrs.update(geometry.to_attrs())
     ds.attrs["elapsed_s"] = float(time.perf_counter() - start)

@@ -269,8 +269,9 @@ def predict_tiled(model, reference, sample, tile=None, overlap: int = 32, batch_
     Returns:
         ``{"dx": ..., "dy": ..., "transmission": ...}``, float32 ``(H, W)`` arrays, as
         :func:`~spinnet_lite.model.predict.predict` returns for one pair, and ``"offset"``:
-        the global ``(dy, dx)`` found (``(0, 0)`` when none was applied), and ``"passes"``: the
-        number of network passes made.
+        the global ``(dy, dx)`` found (``(0, 0)`` when none was applied), ``"passes"``: the
+        number of network passes made, and ``"tv_weight"``: the total-variation refinement's
+        weight used (0: off).
 
     Raises:
         ValueError: bad images (see :func:`spinnet_lite.checks.as_pair`), a tile smaller than
@@ -389,8 +390,11 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
         if lk_sigma:
             refine_field(ref, sam, field, lk_sigma, lk_iterations, device=device)
         if tv:
-            refine_field_tv(ref, sam, field, tv, device=device, symmetries=symmetries)
+            report = {}
+            refine_field_tv(ref, sam, field, tv, device=device, symmetries=symmetries, report=report)
+            out["tv_weight"] = report["weight"]
         out["dx"], out["dy"] = field[0], field[1]
+    out.setdefault("tv_weight", 0.0)
     out["offset"] = tuple(int(v) for v in offset)
     out["passes"] = int(passes)
     return out

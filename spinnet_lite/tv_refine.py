@@ -307,7 +307,7 @@ def tv_pass(reference: torch.Tensor, sample: torch.Tensor, start: torch.Tensor, 
 
 
 def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAULT_WEIGHT, device=None,
-                    symmetries: int = 1) -> np.ndarray:
+                    symmetries: int = 1, report: dict | None = None) -> np.ndarray:
     """The refinement of the module docstring on ``field``, a C-contiguous float32 ``(2, H, W)``
     array (dx, dy), updated **in place** and returned.  Besides the images and the field it
     holds the starting field, the fit of a frame up to :data:`WHOLE_FIT_PIXELS` (5 float32 maps;
@@ -321,6 +321,8 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
             its differences that the first ``symmetries`` mirror images of the pair make
             (:data:`FLIPS`; 2: x, 4 and 8: all four), so a field symmetric under those mirrors
             stays so; each mirror costs one more solve.
+        report: a dict that receives ``"weight"``, the weight used (raised by the noise rule
+            where the noise is large; 0 where nothing was refined).
     Raises:
         ValueError: a bad weight, images and field of different shapes, a reference whose mean
             is not positive, ``symmetries`` not 1, 2, 4 or 8.
@@ -330,6 +332,8 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
     flips = FLIPS[: min(int(symmetries), len(FLIPS))]
     weight = check_tv(weight, "tv_refine: weight")
     shape, scale = check_field_inputs(reference, sample, field, "tv_refine")
+    if report is not None:
+        report["weight"] = 0.0
     if weight == 0.0:
         return field
     device = torch.device("cpu") if device is None else torch.device(device)
@@ -349,6 +353,8 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
             weight = tv_pass(r, s, start, d, weight, scale, variance if step == 0 else None, flips=flips)
             if weight is None:  # no texture anywhere: nothing to fit
                 break
+            if report is not None:
+                report["weight"] = float(weight)
         if d.data_ptr() != torch.from_numpy(field).data_ptr():  # another device
             field[...] = d.cpu().numpy()
     return field

@@ -189,6 +189,13 @@ def test_reconstruct_option():
     alone = reconstruct(pair.reference, pair.sample, lk_sigma=0)
     np.testing.assert_array_equal(alone.dx.values, reconstruct(pair.reference, pair.sample, lk_sigma=0, tv=False).dx.values)
     assert not np.allclose(alone.dx.values, reconstruct(pair.reference, pair.sample, lk_sigma=0, tv=True).dx.values)
+    assert off.attrs["tv_weight"] == 0.0 and alone.attrs["tv_weight"] == 0.0
+    # the weight used: the default on a clean lens-like pair of 2 px, raised by the noise rule at
+    # 100 photons per pixel (and on the pair above, whose 168 px field no tracker follows)
+    clean, noisy = (simulate_pair(size=N, seed=5, phantom="quadratic", aperture=0.6, max_shift_px=2.0, photons=p)
+                    for p in (None, 100.0))
+    assert reconstruct(clean.reference, clean.sample).attrs["tv_weight"] == pytest.approx(DEFAULT_WEIGHT)
+    assert reconstruct(noisy.reference, noisy.sample).attrs["tv_weight"] > 5 * DEFAULT_WEIGHT
     for bad in ("on", "Auto", -1):
         with pytest.raises(ValueError, match="tv"):
             reconstruct(pair.reference, pair.sample, tv=bad)
