@@ -124,6 +124,14 @@ def read_reference(reference: torch.Tensor, source: torch.Tensor, scale: float =
     return read_upsampled(block, source - offset)
 
 
+def source_rows(displacement: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Where rows ``lo:hi`` read the reference: their pixel coordinates minus ``displacement``
+    ``(1, 2, H, W)`` there, ``(1, 2, hi - lo, W)`` (x, y)."""
+    source = pixel_grid(hi - lo, displacement.shape[-1], displacement.device, displacement.dtype)
+    source[:, 1] += lo
+    return source - displacement[..., lo:hi, :]
+
+
 def fit_products(reference: torch.Tensor, sample: torch.Tensor, displacement: torch.Tensor, lo: int, hi: int,
                  scale: float = 1.0) -> torch.Tensor:
     """The per-pixel products whose window sums make the step's least-squares system, rows
@@ -134,9 +142,7 @@ def fit_products(reference: torch.Tensor, sample: torch.Tensor, displacement: to
     h = 0.5  # the derivative's half step: one sample of the upsampled grid
     shifts = torch.tensor([[0.0, 0.0], [-h, 0.0], [h, 0.0], [0.0, -h], [0.0, h]], dtype=displacement.dtype,
                           device=displacement.device)
-    source = pixel_grid(hi - lo, sample.shape[-1], sample.device, displacement.dtype)
-    source[:, 1] += lo
-    source = source - displacement[..., lo:hi, :]
+    source = source_rows(displacement, lo, hi)
     # the reference at d, d + (h, 0), d - (h, 0), d + (0, h), d - (0, h): one read, stacked in rows
     reads = read_reference(reference, torch.cat([source + shift.view(1, 2, 1, 1) for shift in shifts], -2), scale)
     r, x_minus, x_plus, y_minus, y_plus = reads.split(hi - lo, dim=-2)
@@ -211,13 +217,27 @@ def lk_refine(reference, sample, dx, dy, sigma: float = DEFAULT_SIGMA, iteration
         ValueError: a bad ``sigma`` or ``iterations``, images and fields of different or not
             2-D shapes, a reference whose mean is not positive.
     """
-    shape = np.shape(reference)
-    if any(np.shape(a) != shape for a in (sample, dx, dy)) or len(shape) != 2:
-        raise ValueError(f"lk_refine: reference, sample, dx and dy must be 2-D of one shape, got "
-                         f"{[np.shape(a) for a in (reference, sample, dx, dy)]}")
-    field = np.ascontiguousarray(np.stack([np.asarray(dx, dtype=np.float32), np.asarray(dy, dtype=np.float32)]))
+    field = stack_field(reference, sample, dx, dy, "lk_refine")
     refine_field(reference, sample, field, sigma, iterations, device)
     return field[0], field[1]
+
+
+def stack_field(reference, sample, dx, dy, what: str) -> np.ndarray:
+    """``dx``, ``dy`` as a new C-contiguous float32 ``(2, H, W)`` field for a refinement in place,
+    after checking that the four are 2-D of one shape (a clear ValueError prefixed ``what``)."""
+    shape = np.shape(reference)
+    if any(np.shape(a) != shape for a in (sample, dx, dy)) or len(shape) != 2:
+        raise ValueError(f"{what}: reference, sample, dx and dy must be 2-D of one shape, got "
+                         f"{[np.shape(a) for a in (reference, sample, dx, dy)]}")
+    return np.ascontiguousarray(np.stack([np.asarray(dx, dtype=np.float32), np.asarray(dy, dtype=np.float32)]))
+
+
+def frame_tensor(a, shape: tuple[int, int], device) -> torch.Tensor:
+    """An ``(H, W)`` image or a ``(C, H, W)`` stack of ``shape`` as a ``(1, C, H, W)`` tensor on
+    ``device``: no copy of a C-contiguous float32 or float64 CPU array (other types become float32)."""
+    a = np.asarray(a)
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=None if a.dtype in (np.float32, np.float64) else np.float32))
+    return t.reshape(1, -1, *shape).to(device)
 
 
 def check_field_inputs(reference, sample, field: np.ndarray, what: str) -> tuple[tuple[int, int], float]:
@@ -252,9 +272,7 @@ def refine_field(reference, sample, field: np.ndarray, sigma: float = DEFAULT_SI
     even = (0, width % 2, 0, height % 2)  # one column / row repeated to an even size (the pooled grid)
 
     def tensor(a):  # (1, C, H', W') on the device; no copy of a float32 or float64 CPU frame of even size
-        a = np.asarray(a)
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=None if a.dtype in (np.float32, np.float64) else np.float32))
-        t = t.reshape(1, -1, height, width).to(device)
+        t = frame_tensor(a, shape, device)
         return F.pad(t, even, mode="replicate") if any(even) else t
 
     with torch.no_grad():

@@ -42,9 +42,9 @@ import math
 import numpy as np
 import torch
 
-from .lucas_kanade import MAX_STEP_PX, check_field_inputs, fit_products, gaussian_blur, read_reference
+from .lucas_kanade import (MAX_STEP_PX, check_field_inputs, fit_products, frame_tensor, gaussian_blur, read_reference,
+                           source_rows, stack_field)
 from .model.normalize import gaussian_kernel
-from .model.warp import pixel_grid
 
 #: Weight of the total variation that ``tv=True`` selects (relative to the fit's median precision).
 DEFAULT_WEIGHT = 0.05
@@ -165,9 +165,7 @@ def residual_variance(reference: torch.Tensor, sample: torch.Tensor, displacemen
     for y0 in range(0, height, band_rows):
         y1 = min(height, y0 + band_rows)
         lo, hi = max(0, y0 - halo), min(height, y1 + halo)
-        source = pixel_grid(hi - lo, width, sample.device, displacement.dtype)
-        source[:, 1] += lo
-        r = read_reference(reference, source - displacement[..., lo:hi, :], scale)
+        r = read_reference(reference, source_rows(displacement, lo, hi), scale)
         s = sample[..., lo:hi, :].to(torch.float32) / scale
         sums = gaussian_blur(torch.cat([r * s, r * r], 1), kernel)
         rho = (s - sums[:, :1] / sums[:, 1:].clamp_min(1e-12) * r)[0, 0, y0 - lo : y1 - lo]
@@ -338,14 +336,9 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
         return field
     device = torch.device("cpu") if device is None else torch.device(device)
 
-    def tensor(a):  # (1, C, H, W) on the device; no copy of a float32 or float64 CPU frame
-        a = np.asarray(a)
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=None if a.dtype in (np.float32, np.float64) else np.float32))
-        return t.reshape(1, -1, *shape).to(device)
-
     with torch.no_grad():
-        r, s = tensor(reference), tensor(sample)
-        d = tensor(field)[0]  # the field itself on the CPU
+        r, s = frame_tensor(reference, shape, device), frame_tensor(sample, shape, device)
+        d = frame_tensor(field, shape, device)[0]  # the field itself on the CPU
         start = d.clone()
         variance = residual_variance(r, s, start[None], scale)
         for step in range(OUTER):
@@ -362,10 +355,6 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
 
 def tv_refine(reference, sample, dx, dy, weight: float = DEFAULT_WEIGHT, device=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`refine_field_tv` on ``dx``, ``dy`` ``(H, W)`` (px): new float32 arrays."""
-    shape = np.shape(reference)
-    if any(np.shape(a) != shape for a in (sample, dx, dy)) or len(shape) != 2:
-        raise ValueError(f"tv_refine: reference, sample, dx and dy must be 2-D of one shape, got "
-                         f"{[np.shape(a) for a in (reference, sample, dx, dy)]}")
-    field = np.ascontiguousarray(np.stack([np.asarray(dx, dtype=np.float32), np.asarray(dy, dtype=np.float32)]))
+    field = stack_field(reference, sample, dx, dy, "tv_refine")
     refine_field_tv(reference, sample, field, weight, device)
     return field[0], field[1]
