@@ -1,6 +1,8 @@
 """Input checks at the public boundary: clear ``ValueError`` messages, never a torch traceback."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 MIN_SIZE = 64
@@ -102,6 +104,20 @@ def normalise_scale(reference: np.ndarray, sample: np.ndarray) -> tuple[np.ndarr
                              f"(largest magnitude {peak:.3g}) to be represented; expected images of comparable scale")
         out.append(image)
     return out[0], out[1]
+
+
+#: The counts of mirror images that ``symmetries`` may average over (the first 1, 2, 4 or 8 of
+#: :data:`spinnet_lite.tiling.SYMMETRIES`, each a group).
+SYMMETRY_COUNTS = (1, 2, 4, 8)
+
+
+def check_symmetries(symmetries, what: str = "symmetries") -> int:
+    """``symmetries`` as an int, one of :data:`SYMMETRY_COUNTS`; a clear ValueError otherwise
+    (booleans and non-integers refused)."""
+    if isinstance(symmetries, bool) or not isinstance(symmetries, numbers.Integral) \
+            or int(symmetries) not in SYMMETRY_COUNTS:
+        raise ValueError(f"{what} must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, got {symmetries!r}")
+    return int(symmetries)
 
 
 def check_choice(value, choices, what: str):

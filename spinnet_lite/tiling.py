@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .checks import MIN_SIZE, as_pair
+from .checks import MIN_SIZE, as_pair, check_symmetries
 from .lucas_kanade import DEFAULT_ITERATIONS as LK_ITERATIONS
 from .lucas_kanade import DEFAULT_SIGMA as LK_SIGMA
 from .lucas_kanade import check_iterations as check_lk_iterations
@@ -295,7 +295,6 @@ MAX_PASSES = 4
 #: a square), so the averaged result is exactly symmetric under them.
 SYMMETRIES = ((False, False, False), (False, True, False), (False, False, True), (False, True, True),
               (True, False, False), (True, True, False), (True, False, True), (True, True, True))
-SYMMETRY_COUNTS = (1, 2, 4, 8)
 
 
 def mirror_image(image: np.ndarray, transpose: bool, mirror_x: bool, mirror_y: bool) -> np.ndarray:
@@ -325,13 +324,6 @@ def unmirror_fields(out: dict, transpose: bool, mirror_x: bool, mirror_y: bool) 
     return dx, dy, t
 
 
-def _check_symmetries(symmetries) -> int:
-    if not _is_int(symmetries) or int(symmetries) not in SYMMETRY_COUNTS:
-        raise ValueError(f"predict_tiled: symmetries must be one of {', '.join(map(str, SYMMETRY_COUNTS))}, "
-                         f"got {symmetries!r}")
-    return int(symmetries)
-
-
 def _predict_symmetric(model, ref: np.ndarray, sam: np.ndarray, symmetries: int = 1, **options) -> dict:
     """The network's pass on a checked pair, averaged over its first ``symmetries`` mirror images."""
     if symmetries == 1:
@@ -356,7 +348,7 @@ def _predict_checked(model, ref: np.ndarray, sam: np.ndarray, prealign: bool = T
         raise ValueError(f"predict_tiled: prealign must be True or False, got {prealign!r}")
     if not (passes == "auto" if isinstance(passes, str) else _is_int(passes) and 1 <= passes <= MAX_PASSES):
         raise ValueError(f"predict_tiled: passes must be 'auto' or an integer from 1 to {MAX_PASSES}, got {passes!r}")
-    symmetries = _check_symmetries(symmetries)
+    symmetries = check_symmetries(symmetries, "predict_tiled: symmetries")
     lk_sigma = check_sigma(lk_sigma, "predict_tiled: lk_sigma")
     lk_iterations = check_lk_iterations(lk_iterations, "predict_tiled: lk_iterations")
     tv = resolve_tv(tv, lk_sigma, "predict_tiled: tv")

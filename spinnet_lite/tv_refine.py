@@ -42,6 +42,7 @@ import math
 import numpy as np
 import torch
 
+from .checks import check_symmetries
 from .lucas_kanade import (MAX_STEP_PX, check_field_inputs, fit_products, frame_tensor, gaussian_blur, read_reference,
                            source_rows, stack_field)
 from .model.normalize import gaussian_kernel
@@ -330,9 +331,8 @@ def refine_field_tv(reference, sample, field: np.ndarray, weight: float = DEFAUL
         ValueError: a bad weight, images and field of different shapes, a reference whose mean
             is not positive, ``symmetries`` not 1, 2, 4 or 8.
     """
-    if symmetries not in (1, 2, 4, 8) or isinstance(symmetries, bool):
-        raise ValueError(f"tv_refine: symmetries must be 1, 2, 4 or 8, got {symmetries!r}")
-    flips = FLIPS[: min(int(symmetries), len(FLIPS))]
+    symmetries = check_symmetries(symmetries, "tv_refine: symmetries")
+    flips = FLIPS[: min(symmetries, len(FLIPS))]
     weight = check_tv(weight, "tv_refine: weight")
     shape, scale = check_field_inputs(reference, sample, field, "tv_refine")
     if report is not None:
