@@ -27,8 +27,9 @@ time of a reconstruction without it at 512 px. It is solved in bands of rows, ea
 as deep as the solver's iterations reach, which gives the whole-frame solution: besides the
 images and the field it holds the starting field, the fit of a frame up to
 :data:`WHOLE_FIT_PIXELS` (larger frames form it band by band, twice) and one band's solver, so
-it does not raise the peak memory of a reconstruction (a 4096 x 4096 frame: 1.66 GB with it,
-1.67 GB without, measured). Where the speckle is not exactly a moved copy of the reference (a
+it adds little to the peak memory of a reconstruction (a 4096 x 4096 frame, measured: 1.66 GB
+with it and 1.67 GB without in session 23; 1.69-1.80 GB with it over three runs and 1.65 GB
+without in session 24: the peak moves by ~0.1 GB from run to run). Where the speckle is not exactly a moved copy of the reference (a
 full-wave simulation of the seed's lens) the small window follows some of the difference: there
 it adds fine-scale error (README, *The eighteenth bundle*); ``tv=False`` avoids it.
 
